@@ -1,0 +1,341 @@
+package fsm
+
+import "fmt"
+
+// Command is one change to the state. The set is closed: only the types in
+// this file implement it.
+type Command interface {
+	op() op
+	encode(*encoder)
+	decode(*decoder)
+}
+
+type op uint8
+
+const (
+	opIssueGrant op = iota + 1
+	opRedeemCode
+	opRotateRefresh
+	opRevokeToken
+	opRevokeClient
+	opRevokeSubject
+	opPutClient
+	opDeleteClient
+	opPutUser
+	opDeleteUser
+	opPurge
+	opNoop
+)
+
+// encodingVersion is the first byte of every encoded command. A replica
+// refuses (as BadCommand, changing nothing) a version it does not know, so
+// a rolling upgrade must deploy readers before writers.
+const encodingVersion = 1
+
+// TokenSpec is one token to create: its hash and expiry. A zero Hash means
+// "none".
+type TokenSpec struct {
+	Hash      Hash
+	ExpiresAt int64 // unix nanoseconds
+}
+
+func (e *encoder) token(t TokenSpec) {
+	e.hash(t.Hash)
+	e.varint(t.ExpiresAt)
+}
+
+func (d *decoder) token() TokenSpec { return TokenSpec{Hash: d.hash(), ExpiresAt: d.varint()} }
+
+// IssueGrant creates a grant with any of an authorization code, an access
+// token and a refresh token (password, client_credentials and implicit
+// grants issue tokens directly; the code flow issues only a code).
+type IssueGrant struct {
+	ClientID, Tenant, Username, Scope string
+	IssuedAt                          int64
+	Code, Access, Refresh             TokenSpec
+	// Bound to the code, checked when it is redeemed.
+	RedirectURI, CodeChallenge string
+}
+
+// RedeemCode exchanges an authorization code for tokens, exactly once. A
+// second redemption revokes the grant (RFC 6749 §4.1.2).
+type RedeemCode struct {
+	Code        Hash
+	ClientID    string
+	RedirectURI string
+	// Challenge is BASE64URL(SHA256(code_verifier)), empty when none was sent.
+	Challenge       string
+	Now             int64
+	Access, Refresh TokenSpec
+}
+
+// RotateRefresh trades a refresh token for a new access and refresh token.
+// Presenting a rotated-out token revokes the grant (RFC 9700 §4.14), except
+// that the most recently rotated-out token may be presented again within
+// Grace nanoseconds: the client probably lost the response, so its unused
+// successor is revoked and a fresh pair issued.
+type RotateRefresh struct {
+	Old             Hash
+	ClientID        string
+	Scope           string // empty: the grant's scope
+	Now             int64
+	Grace           int64
+	Access, Refresh TokenSpec
+}
+
+// RevokeToken revokes the grant the token belongs to. An empty ClientID
+// (admin) skips the ownership check.
+type RevokeToken struct {
+	Token    Hash
+	ClientID string
+}
+
+// RevokeClient revokes every grant of a client.
+type RevokeClient struct{ ClientID string }
+
+// RevokeSubject revokes every grant of a user.
+type RevokeSubject struct{ Tenant, Username string }
+
+// PutClient creates (Create) or replaces a client. KeepSecret keeps the
+// stored secret hash, so an edit cannot undo a concurrent secret rotation.
+type PutClient struct {
+	Client     Client
+	Create     bool
+	KeepSecret bool
+}
+
+// DeleteClient removes a client and revokes all its grants.
+type DeleteClient struct{ ClientID string }
+
+// PutUser creates (Create) or replaces a user.
+type PutUser struct {
+	User   User
+	Create bool
+}
+
+// DeleteUser removes a user and revokes all their grants.
+type DeleteUser struct{ Tenant, Username string }
+
+// Purge removes entries that expired before Now. The leader proposes it
+// periodically so memory stays proportional to live tokens.
+type Purge struct{ Now int64 }
+
+// Noop changes nothing; a new leader commits one to learn its commit index.
+type Noop struct{}
+
+func (*IssueGrant) op() op    { return opIssueGrant }
+func (*RedeemCode) op() op    { return opRedeemCode }
+func (*RotateRefresh) op() op { return opRotateRefresh }
+func (*RevokeToken) op() op   { return opRevokeToken }
+func (*RevokeClient) op() op  { return opRevokeClient }
+func (*RevokeSubject) op() op { return opRevokeSubject }
+func (*PutClient) op() op     { return opPutClient }
+func (*DeleteClient) op() op  { return opDeleteClient }
+func (*PutUser) op() op       { return opPutUser }
+func (*DeleteUser) op() op    { return opDeleteUser }
+func (*Purge) op() op         { return opPurge }
+func (*Noop) op() op          { return opNoop }
+
+func (c *IssueGrant) encode(e *encoder) {
+	e.string(c.ClientID)
+	e.string(c.Tenant)
+	e.string(c.Username)
+	e.string(c.Scope)
+	e.varint(c.IssuedAt)
+	e.token(c.Code)
+	e.token(c.Access)
+	e.token(c.Refresh)
+	e.string(c.RedirectURI)
+	e.string(c.CodeChallenge)
+}
+
+func (c *IssueGrant) decode(d *decoder) {
+	c.ClientID, c.Tenant, c.Username, c.Scope = d.string(), d.string(), d.string(), d.string()
+	c.IssuedAt = d.varint()
+	c.Code, c.Access, c.Refresh = d.token(), d.token(), d.token()
+	c.RedirectURI, c.CodeChallenge = d.string(), d.string()
+}
+
+func (c *RedeemCode) encode(e *encoder) {
+	e.hash(c.Code)
+	e.string(c.ClientID)
+	e.string(c.RedirectURI)
+	e.string(c.Challenge)
+	e.varint(c.Now)
+	e.token(c.Access)
+	e.token(c.Refresh)
+}
+
+func (c *RedeemCode) decode(d *decoder) {
+	c.Code = d.hash()
+	c.ClientID, c.RedirectURI, c.Challenge = d.string(), d.string(), d.string()
+	c.Now = d.varint()
+	c.Access, c.Refresh = d.token(), d.token()
+}
+
+func (c *RotateRefresh) encode(e *encoder) {
+	e.hash(c.Old)
+	e.string(c.ClientID)
+	e.string(c.Scope)
+	e.varint(c.Now)
+	e.varint(c.Grace)
+	e.token(c.Access)
+	e.token(c.Refresh)
+}
+
+func (c *RotateRefresh) decode(d *decoder) {
+	c.Old = d.hash()
+	c.ClientID, c.Scope = d.string(), d.string()
+	c.Now, c.Grace = d.varint(), d.varint()
+	c.Access, c.Refresh = d.token(), d.token()
+}
+
+func (c *RevokeToken) encode(e *encoder) { e.hash(c.Token); e.string(c.ClientID) }
+func (c *RevokeToken) decode(d *decoder) { c.Token, c.ClientID = d.hash(), d.string() }
+
+func (c *RevokeClient) encode(e *encoder) { e.string(c.ClientID) }
+func (c *RevokeClient) decode(d *decoder) { c.ClientID = d.string() }
+
+func (c *RevokeSubject) encode(e *encoder) { e.string(c.Tenant); e.string(c.Username) }
+func (c *RevokeSubject) decode(d *decoder) { c.Tenant, c.Username = d.string(), d.string() }
+
+func encodeClient(e *encoder, c *Client) {
+	e.string(c.ID)
+	e.string(c.Name)
+	e.hash(c.SecretHash)
+	e.bool(c.Public)
+	e.strings(c.RedirectURIs)
+	e.strings(c.GrantTypes)
+	e.strings(c.Scopes)
+	e.varint(c.CreatedAt)
+	e.varint(c.UpdatedAt)
+}
+
+func decodeClient(d *decoder) Client {
+	var c Client
+	c.ID, c.Name = d.string(), d.string()
+	c.SecretHash = d.hash()
+	c.Public = d.bool()
+	c.RedirectURIs, c.GrantTypes, c.Scopes = d.strings(), d.strings(), d.strings()
+	c.CreatedAt, c.UpdatedAt = d.varint(), d.varint()
+	return c
+}
+
+func (c *PutClient) encode(e *encoder) {
+	encodeClient(e, &c.Client)
+	e.bool(c.Create)
+	e.bool(c.KeepSecret)
+}
+
+func (c *PutClient) decode(d *decoder) {
+	c.Client = decodeClient(d)
+	c.Create, c.KeepSecret = d.bool(), d.bool()
+}
+
+func (c *DeleteClient) encode(e *encoder) { e.string(c.ClientID) }
+func (c *DeleteClient) decode(d *decoder) { c.ClientID = d.string() }
+
+func encodeUser(e *encoder, u *User) {
+	e.string(u.Tenant)
+	e.string(u.Username)
+	e.string(u.PasswordHash)
+	e.varint(u.CreatedAt)
+}
+
+func decodeUser(d *decoder) User {
+	return User{Tenant: d.string(), Username: d.string(), PasswordHash: d.string(), CreatedAt: d.varint()}
+}
+
+func (c *PutUser) encode(e *encoder) { encodeUser(e, &c.User); e.bool(c.Create) }
+func (c *PutUser) decode(d *decoder) { c.User = decodeUser(d); c.Create = d.bool() }
+
+func (c *DeleteUser) encode(e *encoder) { e.string(c.Tenant); e.string(c.Username) }
+func (c *DeleteUser) decode(d *decoder) { c.Tenant, c.Username = d.string(), d.string() }
+
+func (c *Purge) encode(e *encoder) { e.varint(c.Now) }
+func (c *Purge) decode(d *decoder) { c.Now = d.varint() }
+
+func (*Noop) encode(*encoder) {}
+func (*Noop) decode(*decoder) {}
+
+// Encode returns the binary form of c: a version byte, an op byte, then the
+// command's fields.
+func Encode(c Command) []byte {
+	e := encoder{b: make([]byte, 0, 128)}
+	e.byte(encodingVersion)
+	e.byte(byte(c.op()))
+	c.encode(&e)
+	return e.b
+}
+
+// Decode parses a command encoded by Encode. It never panics; any malformed
+// input is an error.
+func Decode(b []byte) (Command, error) {
+	d := decoder{b: b}
+	if v := d.byte(); d.err == nil && v != encodingVersion {
+		return nil, fmt.Errorf("fsm: unknown command encoding version %d", v)
+	}
+	o := op(d.byte())
+	if d.err != nil {
+		return nil, fmt.Errorf("fsm: decode command: %w", d.err)
+	}
+	var c Command
+	switch o {
+	case opIssueGrant:
+		c = new(IssueGrant)
+	case opRedeemCode:
+		c = new(RedeemCode)
+	case opRotateRefresh:
+		c = new(RotateRefresh)
+	case opRevokeToken:
+		c = new(RevokeToken)
+	case opRevokeClient:
+		c = new(RevokeClient)
+	case opRevokeSubject:
+		c = new(RevokeSubject)
+	case opPutClient:
+		c = new(PutClient)
+	case opDeleteClient:
+		c = new(DeleteClient)
+	case opPutUser:
+		c = new(PutUser)
+	case opDeleteUser:
+		c = new(DeleteUser)
+	case opPurge:
+		c = new(Purge)
+	case opNoop:
+		c = new(Noop)
+	default:
+		return nil, fmt.Errorf("fsm: unknown command op %d", o)
+	}
+	c.decode(&d)
+	if d.err != nil {
+		return nil, fmt.Errorf("fsm: decode command op %d: %w", o, d.err)
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("fsm: decode command op %d: %d trailing bytes", o, len(d.b))
+	}
+	return c, nil
+}
+
+// EncodeResult and DecodeResult carry a Result across the internal
+// forwarding channel.
+func EncodeResult(r Result) []byte {
+	e := encoder{b: make([]byte, 0, 24)}
+	e.byte(byte(r.Outcome))
+	e.uvarint(r.Index)
+	e.uvarint(r.GrantID)
+	e.uvarint(r.IssuedCount)
+	e.uvarint(r.Count)
+	return e.b
+}
+
+// DecodeResult parses what EncodeResult wrote.
+func DecodeResult(b []byte) (Result, error) {
+	d := decoder{b: b}
+	r := Result{Outcome: Outcome(d.byte()), Index: d.uvarint(), GrantID: d.uvarint(), IssuedCount: d.uvarint(), Count: d.uvarint()}
+	if d.err != nil || len(d.b) != 0 {
+		return Result{}, fmt.Errorf("fsm: decode result: %w", errShort)
+	}
+	return r, nil
+}

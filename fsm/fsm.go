@@ -1,0 +1,536 @@
+package fsm
+
+import (
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// FSM is the replicated state. Apply and Snapshot must be called from one
+// goroutine at a time (the consensus layer's apply loop); every read method
+// is safe to call concurrently with them.
+type FSM struct {
+	tokens *index
+
+	// mu guards the small, rarely written tables that readers also use.
+	mu       sync.RWMutex
+	clients  map[string]*Client
+	users    map[userKey]*User
+	counters map[string]counter
+
+	// Owned by the apply goroutine.
+	grants    map[uint64]*grant
+	byClient  map[string]map[uint64]*grant
+	bySubject map[userKey]map[uint64]*grant
+	interned  map[string]string
+
+	applied atomic.Uint64
+}
+
+type userKey struct{ tenant, username string }
+
+// counter backs Martini's token_issued_counter for one subject.
+type counter struct {
+	count uint64
+	last  int64
+}
+
+// New returns an empty state machine.
+func New() *FSM {
+	f := &FSM{}
+	f.reset()
+	return f
+}
+
+func (f *FSM) reset() {
+	f.tokens = newIndex()
+	f.clients = make(map[string]*Client)
+	f.users = make(map[userKey]*User)
+	f.counters = make(map[string]counter)
+	f.grants = make(map[uint64]*grant)
+	f.byClient = make(map[string]map[uint64]*grant)
+	f.bySubject = make(map[userKey]map[uint64]*grant)
+	f.interned = make(map[string]string)
+}
+
+// AppliedIndex is the log index of the last command applied.
+func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
+
+// Apply decodes and applies one committed command. A command that does not
+// decode changes nothing and reports BadCommand, so a corrupt or
+// newer-version entry cannot split replicas half way through a change.
+func (f *FSM) Apply(index uint64, data []byte) Result {
+	defer f.applied.Store(index)
+	c, err := Decode(data)
+	if err != nil {
+		return Result{Outcome: BadCommand, Index: index}
+	}
+	r := f.apply(index, c)
+	r.Index = index
+	return r
+}
+
+func (f *FSM) apply(index uint64, c Command) Result {
+	switch c := c.(type) {
+	case *IssueGrant:
+		return f.issueGrant(index, c)
+	case *RedeemCode:
+		return f.redeemCode(c)
+	case *RotateRefresh:
+		return f.rotateRefresh(c)
+	case *RevokeToken:
+		return f.revokeToken(c)
+	case *RevokeClient:
+		return Result{Count: f.revokeAll(f.byClient[c.ClientID])}
+	case *RevokeSubject:
+		return Result{Count: f.revokeAll(f.bySubject[userKey{c.Tenant, c.Username}])}
+	case *PutClient:
+		return f.putClient(c)
+	case *DeleteClient:
+		return f.deleteClient(c)
+	case *PutUser:
+		return f.putUser(c)
+	case *DeleteUser:
+		return f.deleteUser(c)
+	case *Purge:
+		return Result{Count: f.purge(c.Now)}
+	case *Noop:
+		return Result{}
+	}
+	return Result{Outcome: BadCommand}
+}
+
+func (f *FSM) intern(s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := f.interned[s]; ok {
+		return v
+	}
+	f.interned[s] = s
+	return s
+}
+
+func (f *FSM) issueGrant(index uint64, c *IssueGrant) Result {
+	f.mu.RLock()
+	_, known := f.clients[c.ClientID]
+	f.mu.RUnlock()
+	if !known {
+		return Result{Outcome: NotFound}
+	}
+	g := &grant{
+		id:            index,
+		clientID:      f.intern(c.ClientID),
+		tenant:        f.intern(c.Tenant),
+		username:      f.intern(c.Username),
+		scope:         f.intern(c.Scope),
+		redirectURI:   c.RedirectURI,
+		codeChallenge: c.CodeChallenge,
+		issuedAt:      c.IssuedAt,
+	}
+	f.grants[g.id] = g
+	addTo(f.byClient, g.clientID, g)
+	if g.username != "" {
+		addTo(f.bySubject, userKey{g.tenant, g.username}, g)
+	}
+	if !c.Code.Hash.IsZero() {
+		f.addToken(g, c.Code, KindCode, g.scope, c.IssuedAt)
+	}
+	r := Result{GrantID: g.id}
+	if !c.Access.Hash.IsZero() {
+		f.addToken(g, c.Access, KindAccess, g.scope, c.IssuedAt)
+		g.curAccess = c.Access.Hash
+		r.IssuedCount = f.countIssue(g, c.IssuedAt)
+	}
+	if !c.Refresh.Hash.IsZero() {
+		f.addToken(g, c.Refresh, KindRefresh, g.scope, c.IssuedAt)
+		g.curRefresh = c.Refresh.Hash
+	}
+	return r
+}
+
+func addTo[K comparable](m map[K]map[uint64]*grant, k K, g *grant) {
+	set := m[k]
+	if set == nil {
+		set = make(map[uint64]*grant)
+		m[k] = set
+	}
+	set[g.id] = g
+}
+
+func (f *FSM) addToken(g *grant, t TokenSpec, kind Kind, scope string, now int64) {
+	f.tokens.put(t.Hash, record{grant: g, scope: scope, issuedAt: now, expiresAt: t.ExpiresAt, kind: kind})
+	g.tokens = append(g.tokens, t.Hash)
+}
+
+func (f *FSM) countIssue(g *grant, now int64) uint64 {
+	key := subjectOf(g.clientID, g.tenant, g.username)
+	f.mu.Lock()
+	c := f.counters[key]
+	c.count++
+	c.last = now
+	f.counters[key] = c
+	f.mu.Unlock()
+	return c.count
+}
+
+// live returns the record for h if it exists, is of kind k, belongs to a
+// grant that is not revoked and has not expired at now.
+func (f *FSM) live(h Hash, k Kind, now int64) (record, bool) {
+	r, ok := f.tokens.get(h)
+	if !ok || r.kind != k || r.grant.revoked.Load() || now >= r.expiresAt {
+		return record{}, false
+	}
+	return r, true
+}
+
+func (f *FSM) redeemCode(c *RedeemCode) Result {
+	r, ok := f.live(c.Code, KindCode, c.Now)
+	if !ok {
+		return Result{Outcome: NotFound}
+	}
+	g := r.grant
+	if g.clientID != c.ClientID {
+		return Result{Outcome: WrongClient}
+	}
+	if r.state == stateRedeemed {
+		f.revokeGrant(g)
+		return Result{Outcome: Reused, GrantID: g.id}
+	}
+	if c.RedirectURI != g.redirectURI || c.Challenge != g.codeChallenge {
+		return Result{Outcome: Mismatch}
+	}
+	r.state = stateRedeemed
+	f.tokens.put(c.Code, r)
+	res := Result{GrantID: g.id}
+	if !c.Access.Hash.IsZero() {
+		f.addToken(g, c.Access, KindAccess, g.scope, c.Now)
+		g.curAccess = c.Access.Hash
+		res.IssuedCount = f.countIssue(g, c.Now)
+	}
+	if !c.Refresh.Hash.IsZero() {
+		f.addToken(g, c.Refresh, KindRefresh, g.scope, c.Now)
+		g.curRefresh = c.Refresh.Hash
+	}
+	return res
+}
+
+func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
+	r, ok := f.live(c.Old, KindRefresh, c.Now)
+	if !ok {
+		return Result{Outcome: NotFound}
+	}
+	g := r.grant
+	if g.clientID != c.ClientID {
+		return Result{Outcome: WrongClient}
+	}
+	scope := g.scope
+	if c.Scope != "" {
+		if !ScopeSubset(c.Scope, g.scope) {
+			return Result{Outcome: Mismatch}
+		}
+		scope = f.intern(c.Scope)
+	}
+	if r.state == stateRotated {
+		if c.Old != g.prevRefresh || c.Now-g.rotatedAt > c.Grace {
+			f.revokeGrant(g)
+			return Result{Outcome: Reused, GrantID: g.id}
+		}
+		// A retry within the grace window: the successor was never used
+		// (it would have become prevRefresh otherwise), so drop it and
+		// the access token issued with it.
+		f.dropToken(g, g.curRefresh)
+		f.dropToken(g, g.curAccess)
+	} else {
+		r.state = stateRotated
+		f.tokens.put(c.Old, r)
+		g.prevRefresh = c.Old
+		g.rotatedAt = c.Now
+	}
+	f.addToken(g, c.Access, KindAccess, scope, c.Now)
+	f.addToken(g, c.Refresh, KindRefresh, g.scope, c.Now)
+	g.curAccess, g.curRefresh = c.Access.Hash, c.Refresh.Hash
+	return Result{GrantID: g.id, IssuedCount: f.countIssue(g, c.Now)}
+}
+
+// dropToken removes one token of g from the index.
+func (f *FSM) dropToken(g *grant, h Hash) {
+	if h.IsZero() || !f.tokens.del(h) {
+		return
+	}
+	for i, t := range g.tokens {
+		if t == h {
+			g.tokens[i] = g.tokens[len(g.tokens)-1]
+			g.tokens = g.tokens[:len(g.tokens)-1]
+			break
+		}
+	}
+}
+
+func (f *FSM) revokeToken(c *RevokeToken) Result {
+	r, ok := f.tokens.get(c.Token)
+	if !ok || r.grant.revoked.Load() {
+		return Result{Outcome: NotFound}
+	}
+	if c.ClientID != "" && r.grant.clientID != c.ClientID {
+		return Result{Outcome: WrongClient}
+	}
+	f.revokeGrant(r.grant)
+	return Result{GrantID: r.grant.id, Count: 1}
+}
+
+// revokeGrant makes every token of g invalid at once (readers check the
+// flag) and then frees them.
+func (f *FSM) revokeGrant(g *grant) {
+	g.revoked.Store(true)
+	for _, h := range g.tokens {
+		f.tokens.del(h)
+	}
+	g.tokens = nil
+	f.forgetGrant(g)
+}
+
+func (f *FSM) forgetGrant(g *grant) {
+	delete(f.grants, g.id)
+	if set := f.byClient[g.clientID]; set != nil {
+		delete(set, g.id)
+		if len(set) == 0 {
+			delete(f.byClient, g.clientID)
+		}
+	}
+	if g.username != "" {
+		k := userKey{g.tenant, g.username}
+		if set := f.bySubject[k]; set != nil {
+			delete(set, g.id)
+			if len(set) == 0 {
+				delete(f.bySubject, k)
+			}
+		}
+	}
+}
+
+func (f *FSM) revokeAll(set map[uint64]*grant) uint64 {
+	// Collect first: revokeGrant edits the set being ranged over.
+	gs := make([]*grant, 0, len(set))
+	for _, g := range set {
+		gs = append(gs, g)
+	}
+	for _, g := range gs {
+		f.revokeGrant(g)
+	}
+	return uint64(len(gs))
+}
+
+func (f *FSM) putClient(c *PutClient) Result {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old, exists := f.clients[c.Client.ID]
+	if c.Create && exists {
+		return Result{Outcome: Exists}
+	}
+	if !c.Create && !exists {
+		return Result{Outcome: NotFound}
+	}
+	nc := cloneClient(&c.Client)
+	if exists {
+		nc.CreatedAt = old.CreatedAt
+		if c.KeepSecret {
+			nc.SecretHash = old.SecretHash
+		}
+	}
+	f.clients[nc.ID] = nc
+	return Result{}
+}
+
+func cloneClient(c *Client) *Client {
+	nc := *c
+	nc.RedirectURIs = append([]string(nil), c.RedirectURIs...)
+	nc.GrantTypes = append([]string(nil), c.GrantTypes...)
+	nc.Scopes = append([]string(nil), c.Scopes...)
+	return &nc
+}
+
+func (f *FSM) deleteClient(c *DeleteClient) Result {
+	f.mu.Lock()
+	_, ok := f.clients[c.ClientID]
+	delete(f.clients, c.ClientID)
+	delete(f.counters, c.ClientID)
+	f.mu.Unlock()
+	if !ok {
+		return Result{Outcome: NotFound}
+	}
+	return Result{Count: f.revokeAll(f.byClient[c.ClientID])}
+}
+
+func (f *FSM) putUser(c *PutUser) Result {
+	k := userKey{c.User.Tenant, c.User.Username}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	old, exists := f.users[k]
+	if c.Create && exists {
+		return Result{Outcome: Exists}
+	}
+	if !c.Create && !exists {
+		return Result{Outcome: NotFound}
+	}
+	u := c.User
+	if exists {
+		u.CreatedAt = old.CreatedAt
+	}
+	f.users[k] = &u
+	return Result{}
+}
+
+func (f *FSM) deleteUser(c *DeleteUser) Result {
+	k := userKey{c.Tenant, c.Username}
+	f.mu.Lock()
+	_, ok := f.users[k]
+	delete(f.users, k)
+	delete(f.counters, subjectOf("", c.Tenant, c.Username))
+	f.mu.Unlock()
+	if !ok {
+		return Result{Outcome: NotFound}
+	}
+	return Result{Count: f.revokeAll(f.bySubject[k])}
+}
+
+// purge drops tokens that expired before now, and grants left with none.
+func (f *FSM) purge(now int64) uint64 {
+	var n uint64
+	touched := make(map[*grant]struct{})
+	for i := range f.tokens.shards {
+		s := &f.tokens.shards[i]
+		s.mu.Lock()
+		for h, r := range s.m {
+			if now >= r.expiresAt {
+				delete(s.m, h)
+				touched[r.grant] = struct{}{}
+				n++
+			}
+		}
+		s.mu.Unlock()
+	}
+	for g := range touched {
+		kept := g.tokens[:0]
+		for _, h := range g.tokens {
+			if _, ok := f.tokens.get(h); ok {
+				kept = append(kept, h)
+			}
+		}
+		g.tokens = kept
+		if len(kept) == 0 {
+			f.forgetGrant(g)
+		}
+	}
+	return n
+}
+
+// Lookup returns the token with hash h if it is usable at now (unix
+// nanoseconds): present, of a grant that is not revoked, not expired, and
+// not a rotated-out refresh token or redeemed code. It takes one shard read
+// lock and allocates nothing.
+func (f *FSM) Lookup(h Hash, now int64) (Token, bool) {
+	r, ok := f.tokens.get(h)
+	if !ok || r.state != stateActive || now >= r.expiresAt || r.grant.revoked.Load() {
+		return Token{}, false
+	}
+	g := r.grant
+	t := Token{
+		Kind:      r.kind,
+		GrantID:   g.id,
+		ClientID:  g.clientID,
+		Tenant:    g.tenant,
+		Username:  g.username,
+		Scope:     r.scope,
+		IssuedAt:  r.issuedAt,
+		ExpiresAt: r.expiresAt,
+	}
+	if r.kind == KindCode {
+		t.RedirectURI, t.CodeChallenge = g.redirectURI, g.codeChallenge
+	}
+	return t, true
+}
+
+// Client returns the client with the given id. The result must not be
+// modified.
+func (f *FSM) Client(id string) (*Client, bool) {
+	f.mu.RLock()
+	c, ok := f.clients[id]
+	f.mu.RUnlock()
+	return c, ok
+}
+
+// Clients returns every client, ordered by id.
+func (f *FSM) Clients() []*Client {
+	f.mu.RLock()
+	out := make([]*Client, 0, len(f.clients))
+	for _, c := range f.clients {
+		out = append(out, c)
+	}
+	f.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// User returns a user. The result must not be modified.
+func (f *FSM) User(tenant, username string) (*User, bool) {
+	f.mu.RLock()
+	u, ok := f.users[userKey{tenant, username}]
+	f.mu.RUnlock()
+	return u, ok
+}
+
+// Users returns every user, ordered by tenant and name.
+func (f *FSM) Users() []*User {
+	f.mu.RLock()
+	out := make([]*User, 0, len(f.users))
+	for _, u := range f.users {
+		out = append(out, u)
+	}
+	f.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Tenant != out[j].Tenant {
+			return out[i].Tenant < out[j].Tenant
+		}
+		return out[i].Username < out[j].Username
+	})
+	return out
+}
+
+// IssueCount returns how many access tokens the subject (tenant/username,
+// or a client id) has been issued and when the last one was.
+func (f *FSM) IssueCount(subject string) (count uint64, last int64) {
+	f.mu.RLock()
+	c := f.counters[subject]
+	f.mu.RUnlock()
+	return c.count, c.last
+}
+
+// LiveTokens is the number of tokens and codes held in memory (including
+// rotated-out ones kept for reuse detection until they expire).
+func (f *FSM) LiveTokens() int { return f.tokens.len() }
+
+// ScopeSubset reports whether every space-separated scope in want is in
+// have. It allocates nothing, since /validate calls it per request.
+func ScopeSubset(want, have string) bool {
+	for want != "" {
+		var s string
+		s, want, _ = strings.Cut(want, " ")
+		if s != "" && !hasScope(have, s) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasScope(have, s string) bool {
+	for have != "" {
+		var h string
+		h, have, _ = strings.Cut(have, " ")
+		if h == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,175 @@
+package fsm
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+)
+
+// Hash is the SHA-256 of a token, code or client secret. It is the only form
+// in which those secrets enter the state machine.
+type Hash [32]byte
+
+// HashOf returns the SHA-256 of s.
+func HashOf(s string) Hash { return sha256.Sum256([]byte(s)) }
+
+// Equal compares two hashes in constant time.
+func (h Hash) Equal(o Hash) bool { return subtle.ConstantTimeCompare(h[:], o[:]) == 1 }
+
+// IsZero reports whether h is the zero hash (no secret set).
+func (h Hash) IsZero() bool { return h == Hash{} }
+
+// Kind tells what a token is.
+type Kind uint8
+
+const (
+	KindAccess Kind = iota + 1
+	KindRefresh
+	KindCode
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindAccess:
+		return "access_token"
+	case KindRefresh:
+		return "refresh_token"
+	case KindCode:
+		return "authorization_code"
+	}
+	return "unknown"
+}
+
+// Client is a registered OAuth client. A *Client handed out by the FSM is
+// never modified afterwards; updates replace it.
+type Client struct {
+	ID           string
+	Name         string
+	SecretHash   Hash // zero for public clients
+	Public       bool
+	RedirectURIs []string
+	GrantTypes   []string
+	Scopes       []string
+	CreatedAt    int64 // unix nanoseconds
+	UpdatedAt    int64
+}
+
+// HasGrant reports whether the client is registered for grant type g.
+func (c *Client) HasGrant(g string) bool { return contains(c.GrantTypes, g) }
+
+// HasRedirectURI reports whether uri exactly matches a registered one.
+func (c *Client) HasRedirectURI(uri string) bool { return contains(c.RedirectURIs, uri) }
+
+// User is a resource owner inside a tenant.
+type User struct {
+	Tenant       string
+	Username     string
+	PasswordHash string // PHC-encoded slow hash (argon2id); never a raw password
+	CreatedAt    int64
+}
+
+// Token is what a lookup returns: the token's own times and the grant it
+// belongs to. Its strings are shared with the index and must not be changed.
+type Token struct {
+	Kind      Kind
+	GrantID   uint64
+	ClientID  string
+	Tenant    string
+	Username  string // empty for client_credentials grants
+	Scope     string
+	IssuedAt  int64 // unix nanoseconds
+	ExpiresAt int64
+	// Authorization codes only: what redemption must match.
+	RedirectURI   string
+	CodeChallenge string
+}
+
+// Subject is the stable subject of the token: tenant/username for user
+// grants, the client id for client_credentials.
+func (t *Token) Subject() string { return subjectOf(t.ClientID, t.Tenant, t.Username) }
+
+func subjectOf(clientID, tenant, username string) string {
+	if username == "" {
+		return clientID
+	}
+	return tenant + "/" + username
+}
+
+// Outcome is how a command ended. Conditional commands report their decision
+// here rather than as a Go error so every replica returns the same value.
+type Outcome uint8
+
+const (
+	OK Outcome = iota
+	// NotFound: the token, code, client or user does not exist (or expired).
+	NotFound
+	// WrongClient: the token belongs to another client.
+	WrongClient
+	// Revoked: the grant had already been revoked.
+	Revoked
+	// Reused: a rotated-out refresh token or a redeemed code was presented
+	// again; the grant has been revoked.
+	Reused
+	// Mismatch: redirect URI, PKCE verifier or scope does not match.
+	Mismatch
+	// Exists: a create met an existing entry.
+	Exists
+	// BadCommand: the command could not be decoded; nothing changed.
+	BadCommand
+)
+
+var outcomeErrors = [...]error{
+	OK:          nil,
+	NotFound:    errors.New("not found"),
+	WrongClient: errors.New("token belongs to another client"),
+	Revoked:     errors.New("grant revoked"),
+	Reused:      errors.New("token reused; grant revoked"),
+	Mismatch:    errors.New("parameters do not match the grant"),
+	Exists:      errors.New("already exists"),
+	BadCommand:  errors.New("malformed command"),
+}
+
+// Err returns the outcome as an error, nil for OK. Errors compare with ==.
+func (o Outcome) Err() error {
+	if int(o) < len(outcomeErrors) {
+		return outcomeErrors[o]
+	}
+	return errors.New("unknown outcome")
+}
+
+// Errors callers can match with errors.Is against Result.Err().
+var (
+	ErrNotFound    = outcomeErrors[NotFound]
+	ErrWrongClient = outcomeErrors[WrongClient]
+	ErrRevoked     = outcomeErrors[Revoked]
+	ErrReused      = outcomeErrors[Reused]
+	ErrMismatch    = outcomeErrors[Mismatch]
+	ErrExists      = outcomeErrors[Exists]
+	ErrBadCommand  = outcomeErrors[BadCommand]
+)
+
+// Result is what Apply returns for one command.
+type Result struct {
+	Outcome Outcome
+	// Index is the log index the command was applied at.
+	Index uint64
+	// GrantID of the grant that was created or changed.
+	GrantID uint64
+	// IssuedCount is how many access tokens the subject has been issued,
+	// this one included (Martini's token_issued_counter).
+	IssuedCount uint64
+	// Count of grants affected by bulk revocations and purges.
+	Count uint64
+}
+
+// Err returns the outcome as an error.
+func (r Result) Err() error { return r.Outcome.Err() }
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
