@@ -1,0 +1,428 @@
+package httpapi
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/mux"
+
+	"github.com/tokend/tokend/fsm"
+)
+
+// The admin API manages clients and users and revokes in bulk. It is off
+// unless an admin token is configured, and every call needs it as a bearer
+// token.
+
+func (s *Server) requireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.AdminToken == "" {
+			s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "admin API is disabled (no --admin-token)"))
+			return
+		}
+		tok, ok := bearer(r)
+		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tokend-admin"`)
+			s.writeError(w, r, errorf(http.StatusUnauthorized, "invalid_token", "admin bearer token required"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+const maxJSONBytes = 64 << 10
+
+// decodeJSON reads one JSON object into v, refusing other content types,
+// unknown fields, trailing data and oversize bodies.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return errorf(http.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/json")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxJSONBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errorf(http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
+		}
+		return invalidRequest("could not read body")
+	}
+	if !utf8.Valid(body) {
+		return invalidRequest("body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return invalidRequest("malformed JSON: " + err.Error())
+	}
+	if dec.More() {
+		return invalidRequest("trailing data after JSON object")
+	}
+	return nil
+}
+
+// clientRequest is the body of POST and PUT /admin/clients (RFC 7591
+// names).
+type clientRequest struct {
+	Name         string   `json:"name"`
+	RedirectURIs []string `json:"redirect_uris"`
+	GrantTypes   []string `json:"grant_types"`
+	Scopes       []string `json:"scopes"`
+	Public       *bool    `json:"public"`
+}
+
+type clientView struct {
+	ClientID     string   `json:"client_id"`
+	ClientSecret string   `json:"client_secret,omitempty"`
+	Name         string   `json:"name"`
+	RedirectURIs []string `json:"redirect_uris"`
+	GrantTypes   []string `json:"grant_types"`
+	Scopes       []string `json:"scopes"`
+	Public       bool     `json:"public"`
+	CreatedAt    string   `json:"created_at"`
+	UpdatedAt    string   `json:"updated_at,omitempty"`
+}
+
+func viewClient(c *fsm.Client, secret string) clientView {
+	v := clientView{
+		ClientID: c.ID, ClientSecret: secret, Name: c.Name, Public: c.Public,
+		RedirectURIs: nonNil(c.RedirectURIs), GrantTypes: nonNil(c.GrantTypes), Scopes: nonNil(c.Scopes),
+		CreatedAt: time.Unix(0, c.CreatedAt).UTC().Format(time.RFC3339),
+	}
+	if c.UpdatedAt != 0 {
+		v.UpdatedAt = time.Unix(0, c.UpdatedAt).UTC().Format(time.RFC3339)
+	}
+	return v
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+var knownGrants = []string{"authorization_code", "implicit", "password", "client_credentials", "refresh_token"}
+
+// validate checks a registration and fills defaults: confidential clients
+// get every grant but implicit, public ones the code flow with refresh;
+// scopes default to "read".
+func (req *clientRequest) validate() (fsm.Client, error) {
+	c := fsm.Client{Name: strings.TrimSpace(req.Name)}
+	if req.Public != nil {
+		c.Public = *req.Public
+	}
+	if c.Name == "" || len(c.Name) > 200 {
+		return c, invalidRequest("name is required (at most 200 characters)")
+	}
+	c.GrantTypes = req.GrantTypes
+	if len(c.GrantTypes) == 0 {
+		if c.Public {
+			c.GrantTypes = []string{"authorization_code", "refresh_token"}
+		} else {
+			c.GrantTypes = []string{"authorization_code", "password", "client_credentials", "refresh_token"}
+		}
+	}
+	for _, g := range c.GrantTypes {
+		if !contains(knownGrants, g) {
+			return c, invalidRequest("unknown grant type " + g)
+		}
+		if c.Public && g == "client_credentials" {
+			return c, invalidRequest("public clients cannot use client_credentials")
+		}
+	}
+	c.Scopes = req.Scopes
+	if len(c.Scopes) == 0 {
+		c.Scopes = []string{"read"}
+	}
+	for _, sc := range c.Scopes {
+		if sc == "" || strings.ContainsRune(sc, ' ') || !validScopeSyntax(sc) {
+			return c, invalidRequest("invalid scope " + sc)
+		}
+	}
+	for _, u := range req.RedirectURIs {
+		p, err := url.Parse(u)
+		if err != nil || !p.IsAbs() || p.Fragment != "" || p.Host == "" {
+			return c, invalidRequest("redirect URI must be absolute with a host and no fragment: " + u)
+		}
+	}
+	c.RedirectURIs = req.RedirectURIs
+	if (contains(c.GrantTypes, "authorization_code") || contains(c.GrantTypes, "implicit")) && len(c.RedirectURIs) == 0 {
+		return c, invalidRequest("redirect_uris are required for the authorization_code and implicit grants")
+	}
+	return c, nil
+}
+
+func (s *Server) createClient(w http.ResponseWriter, r *http.Request) {
+	var req clientRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	c, err := req.validate()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	c.ID = newClientID()
+	c.CreatedAt = s.now().UnixNano()
+	var secret string
+	if !c.Public {
+		secret = newSecret(prefixSecret)
+		c.SecretHash = fsm.HashOf(secret)
+	}
+	if err := s.putClient(r, &fsm.PutClient{Client: c, Create: true}); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Location", "/admin/clients/"+c.ID)
+	writeJSON(w, http.StatusCreated, viewClient(&c, secret))
+}
+
+func (s *Server) putClient(r *http.Request, cmd *fsm.PutClient) error {
+	res, err := s.apply(r.Context(), cmd)
+	if err != nil {
+		return err
+	}
+	switch res.Outcome {
+	case fsm.OK:
+		return nil
+	case fsm.Exists:
+		return errorf(http.StatusConflict, "already_exists", "client already exists")
+	default:
+		return errorf(http.StatusNotFound, "not_found", "no such client")
+	}
+}
+
+func (s *Server) listClients(w http.ResponseWriter, r *http.Request) {
+	out := []clientView{}
+	for _, c := range s.fsm.Clients() {
+		out = append(out, viewClient(c, ""))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) lookupClient(r *http.Request) (*fsm.Client, error) {
+	c, ok := s.fsm.Client(mux.Vars(r)["id"])
+	if !ok {
+		return nil, errorf(http.StatusNotFound, "not_found", "no such client")
+	}
+	return c, nil
+}
+
+func (s *Server) getClient(w http.ResponseWriter, r *http.Request) {
+	c, err := s.lookupClient(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewClient(c, ""))
+}
+
+// updateClient replaces the registration; the secret and the client type
+// stay as they are.
+func (s *Server) updateClient(w http.ResponseWriter, r *http.Request) {
+	old, err := s.lookupClient(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var req clientRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Public != nil && *req.Public != old.Public {
+		s.writeError(w, r, invalidRequest("a client cannot change between public and confidential"))
+		return
+	}
+	req.Public = &old.Public
+	c, err := req.validate()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	c.ID, c.CreatedAt, c.UpdatedAt = old.ID, old.CreatedAt, s.now().UnixNano()
+	if err := s.putClient(r, &fsm.PutClient{Client: c, KeepSecret: true}); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewClient(&c, ""))
+}
+
+func (s *Server) deleteClient(w http.ResponseWriter, r *http.Request) {
+	res, err := s.apply(r.Context(), &fsm.DeleteClient{ClientID: mux.Vars(r)["id"]})
+	if err == nil && res.Outcome == fsm.NotFound {
+		err = errorf(http.StatusNotFound, "not_found", "no such client")
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"deleted": true, "revoked_grants": res.Count})
+}
+
+func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) {
+	old, err := s.lookupClient(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if old.Public {
+		s.writeError(w, r, invalidRequest("public clients have no secret"))
+		return
+	}
+	c := *old
+	secret := newSecret(prefixSecret)
+	c.SecretHash = fsm.HashOf(secret)
+	c.UpdatedAt = s.now().UnixNano()
+	if err := s.putClient(r, &fsm.PutClient{Client: c}); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, viewClient(&c, secret))
+}
+
+type userRequest struct {
+	Tenant   string `json:"tenant"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+type userView struct {
+	Tenant    string `json:"tenant"`
+	Username  string `json:"username"`
+	CreatedAt string `json:"created_at"`
+}
+
+func viewUser(u *fsm.User) userView {
+	return userView{Tenant: u.Tenant, Username: u.Username, CreatedAt: time.Unix(0, u.CreatedAt).UTC().Format(time.RFC3339)}
+}
+
+func validName(s string) bool {
+	return s != "" && len(s) <= 200 && !strings.ContainsAny(s, "/\x00") && strings.TrimSpace(s) == s
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
+	var req userRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if req.Tenant == "" {
+		req.Tenant = defaultTenant
+	}
+	if !validName(req.Tenant) || !validName(req.Username) {
+		s.writeError(w, r, invalidRequest("tenant and username must be 1-200 characters without '/'"))
+		return
+	}
+	if len(req.Password) < 1 || len(req.Password) > 1024 {
+		s.writeError(w, r, invalidRequest("password must be 1-1024 bytes"))
+		return
+	}
+	u := fsm.User{Tenant: req.Tenant, Username: req.Username, PasswordHash: HashPassword(req.Password), CreatedAt: s.now().UnixNano()}
+	res, err := s.apply(r.Context(), &fsm.PutUser{User: u, Create: true})
+	if err == nil && res.Outcome == fsm.Exists {
+		err = errorf(http.StatusConflict, "already_exists", "user already exists")
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/admin/users/"+url.PathEscape(u.Tenant)+"/"+url.PathEscape(u.Username))
+	writeJSON(w, http.StatusCreated, viewUser(&u))
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
+	out := []userView{}
+	for _, u := range s.fsm.Users() {
+		out = append(out, viewUser(u))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// updateUser sets a new password.
+func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) {
+	vars := mux.Vars(r)
+	var req struct {
+		Password string `json:"password"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(req.Password) < 1 || len(req.Password) > 1024 {
+		s.writeError(w, r, invalidRequest("password must be 1-1024 bytes"))
+		return
+	}
+	old, ok := s.fsm.User(vars["tenant"], vars["username"])
+	if !ok {
+		s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "no such user"))
+		return
+	}
+	u := *old
+	u.PasswordHash = HashPassword(req.Password)
+	res, err := s.apply(r.Context(), &fsm.PutUser{User: u})
+	if err == nil && res.Outcome == fsm.NotFound {
+		err = errorf(http.StatusNotFound, "not_found", "no such user")
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, viewUser(&u))
+}
+
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
+	vars := mux.Vars(r)
+	res, err := s.apply(r.Context(), &fsm.DeleteUser{Tenant: vars["tenant"], Username: vars["username"]})
+	if err == nil && res.Outcome == fsm.NotFound {
+		err = errorf(http.StatusNotFound, "not_found", "no such user")
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"deleted": true, "revoked_grants": res.Count})
+}
+
+// adminRevoke revokes every grant of a client or of a user.
+func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		ClientID string `json:"client_id"`
+		Tenant   string `json:"tenant"`
+		Username string `json:"username"`
+	}
+	if err := decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var cmd fsm.Command
+	switch {
+	case req.ClientID != "" && req.Username == "" && req.Tenant == "":
+		cmd = &fsm.RevokeClient{ClientID: req.ClientID}
+	case req.ClientID == "" && req.Username != "":
+		if req.Tenant == "" {
+			req.Tenant = defaultTenant
+		}
+		cmd = &fsm.RevokeSubject{Tenant: req.Tenant, Username: req.Username}
+	default:
+		s.writeError(w, r, invalidRequest(`give either {"client_id"} or {"tenant","username"}`))
+		return
+	}
+	res, err := s.apply(r.Context(), cmd)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"revoked_grants": res.Count})
+}

@@ -1,0 +1,69 @@
+package httpapi
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/tokend/tokend/fsm"
+)
+
+// authenticateClient identifies the calling client by HTTP Basic
+// (client_secret_basic) or by client_id/client_secret in the body
+// (client_secret_post); public clients send client_id alone. Using both
+// methods at once is refused (RFC 6749 §2.3). A failure is invalid_client,
+// 401, with a Basic challenge when Basic was tried.
+func (s *Server) authenticateClient(r *http.Request, f form) (*fsm.Client, error) {
+	id, secret, basic := r.BasicAuth()
+	if basic {
+		if f.has("client_secret") || (f.has("client_id") && f.get("client_id") != decodeBasic(id)) {
+			return nil, invalidRequest("use one client authentication method")
+		}
+		// RFC 6749 §2.3.1: credentials are form-urlencoded before
+		// being put in the Basic header.
+		id, secret = decodeBasic(id), decodeBasic(secret)
+	} else {
+		id, secret = f.get("client_id"), f.get("client_secret")
+		if id == "" {
+			return nil, &oauthError{Status: http.StatusUnauthorized, Code: "invalid_client",
+				Description: "client authentication required", basic: true}
+		}
+	}
+	fail := &oauthError{Status: http.StatusUnauthorized, Code: "invalid_client",
+		Description: "client authentication failed", basic: basic}
+	c, ok := s.fsm.Client(id)
+	if !ok {
+		// Hash anyway so unknown ids and wrong secrets take equal time.
+		_ = fsm.HashOf(secret).Equal(fsm.Hash{})
+		return nil, fail
+	}
+	if c.Public {
+		if secret != "" {
+			return nil, fail
+		}
+		return c, nil
+	}
+	if secret == "" || !fsm.HashOf(secret).Equal(c.SecretHash) {
+		return nil, fail
+	}
+	return c, nil
+}
+
+func decodeBasic(s string) string {
+	if !strings.ContainsAny(s, "%+") {
+		return s
+	}
+	if v, err := url.QueryUnescape(s); err == nil {
+		return v
+	}
+	return s
+}
+
+// requireConfidential refuses public clients where a secret is essential.
+func requireConfidential(c *fsm.Client) error {
+	if c.Public {
+		return &oauthError{Status: http.StatusUnauthorized, Code: "invalid_client",
+			Description: "this endpoint requires a confidential client"}
+	}
+	return nil
+}

@@ -1,0 +1,68 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// oauthError is an RFC 6749 §5.2 error response. Every JSON error tokend
+// writes, OAuth or admin, has this shape.
+type oauthError struct {
+	Status      int    `json:"-"`
+	Code        string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+	// basic asks for a WWW-Authenticate: Basic challenge (failed Basic
+	// client authentication, RFC 6749 §5.2).
+	basic bool
+}
+
+func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
+
+func errorf(status int, code, desc string) *oauthError {
+	return &oauthError{Status: status, Code: code, Description: desc}
+}
+
+func invalidRequest(desc string) *oauthError {
+	return errorf(http.StatusBadRequest, "invalid_request", desc)
+}
+
+// retryAfter is implemented by consensus errors that mean "not now": no
+// leader, no read lease, forwarding failed.
+type retryAfter interface{ RetryAfter() time.Duration }
+
+// writeJSON writes v with status. Responses that carry credentials must set
+// Cache-Control: no-store themselves before calling.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes err as a JSON error. Consensus unavailability becomes
+// 503 with Retry-After; anything unexpected becomes a 500 whose details go
+// to the log only.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var oe *oauthError
+	var ra retryAfter
+	switch {
+	case errors.As(err, &oe):
+	case errors.As(err, &ra):
+		secs := int(ra.RetryAfter().Round(time.Second) / time.Second)
+		if secs < 1 {
+			secs = 1
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		oe = errorf(http.StatusServiceUnavailable, "temporarily_unavailable", err.Error())
+	default:
+		s.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
+		oe = errorf(http.StatusInternalServerError, "server_error", "internal error")
+	}
+	if oe.basic {
+		w.Header().Set("WWW-Authenticate", `Basic realm="tokend", charset="UTF-8"`)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, oe.Status, oe)
+}

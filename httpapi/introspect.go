@@ -1,0 +1,70 @@
+package httpapi
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/tokend/tokend/fsm"
+)
+
+type introspection struct {
+	Active    bool   `json:"active"`
+	Scope     string `json:"scope,omitempty"`
+	ClientID  string `json:"client_id,omitempty"`
+	Username  string `json:"username,omitempty"`
+	Subject   string `json:"sub,omitempty"`
+	Tenant    string `json:"tenant_id,omitempty"`
+	TokenType string `json:"token_type,omitempty"`
+	Exp       int64  `json:"exp,omitempty"`
+	Iat       int64  `json:"iat,omitempty"`
+	Issuer    string `json:"iss,omitempty"`
+}
+
+// introspect serves POST /introspect (RFC 7662) from local memory. Callers
+// authenticate as confidential clients.
+func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	resp, err := s.introspectRequest(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) introspectRequest(w http.ResponseWriter, r *http.Request) (introspection, error) {
+	f, err := parseForm(w, r)
+	if err != nil {
+		return introspection{}, err
+	}
+	c, err := s.authenticateClient(r, f)
+	if err != nil {
+		return introspection{}, err
+	}
+	if err := requireConfidential(c); err != nil {
+		return introspection{}, err
+	}
+	raw := f.get("token")
+	if raw == "" {
+		return introspection{}, invalidRequest("token is required")
+	}
+	if err := s.rep.ReadReady(); err != nil {
+		return introspection{}, err
+	}
+	t, ok := s.fsm.Lookup(fsm.HashOf(raw), s.now().UnixNano())
+	if !ok || t.Kind == fsm.KindCode {
+		return introspection{Active: false}, nil
+	}
+	return introspection{
+		Active:    true,
+		Scope:     t.Scope,
+		ClientID:  t.ClientID,
+		Username:  t.Username,
+		Subject:   t.Subject(),
+		Tenant:    t.Tenant,
+		TokenType: t.Kind.String(),
+		Exp:       t.ExpiresAt / int64(time.Second),
+		Iat:       t.IssuedAt / int64(time.Second),
+		Issuer:    s.cfg.Issuer,
+	}, nil
+}

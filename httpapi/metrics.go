@@ -1,0 +1,77 @@
+package httpapi
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tokend/tokend/fsm"
+)
+
+// metrics never carries a token, secret or user name: labels are route
+// templates and status codes only.
+type metrics struct {
+	gatherer     prometheus.Gatherer
+	requests     *prometheus.CounterVec
+	latency      *prometheus.HistogramVec
+	applyLatency prometheus.Histogram
+}
+
+func newMetrics(reg *prometheus.Registry, f *fsm.FSM) (*metrics, error) {
+	m := &metrics{
+		gatherer: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokend_http_requests_total",
+			Help: "HTTP requests by route template and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tokend_http_request_duration_seconds",
+			Help:    "HTTP request latency by route template.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route"}),
+		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tokend_apply_duration_seconds",
+			Help:    "Time from proposing a command to its acknowledged application.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tokend_live_tokens",
+		Help: "Tokens and codes held in memory.",
+	}, func() float64 { return float64(f.LiveTokens()) })
+	applied := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tokend_fsm_applied_index",
+		Help: "Log index of the last command applied to the local state.",
+	}, func() float64 { return float64(f.AppliedIndex()) })
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.applyLatency, live, applied} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// route returns an observer bound to one route, so the hot path does no
+// label lookups beyond the status code's.
+func (m *metrics) route(route string) func(status int, d time.Duration) {
+	lat := m.latency.WithLabelValues(route)
+	byStatus := map[int]prometheus.Counter{}
+	for _, code := range []int{200, 201, 204, 302, 303, 400, 401, 403, 404, 405, 413, 415, 429, 500, 503} {
+		byStatus[code] = m.requests.WithLabelValues(route, strconv.Itoa(code))
+	}
+	return func(status int, d time.Duration) {
+		lat.Observe(d.Seconds())
+		if c, ok := byStatus[status]; ok {
+			c.Inc()
+			return
+		}
+		m.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	}
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.gatherer, promhttp.HandlerOpts{})
+}

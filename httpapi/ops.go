@@ -1,0 +1,21 @@
+package httpapi
+
+import "net/http"
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz is 200 only while this node can answer validations (a leader and
+// a read lease), so load balancers route around it otherwise.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := s.rep.ReadReady(); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.cfg.Status())
+}

@@ -1,0 +1,225 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokend/tokend/fsm"
+)
+
+// Replicator is what the HTTP layer needs from consensus.
+type Replicator interface {
+	// Apply replicates an encoded fsm command and returns its result once
+	// it is applied everywhere reads are served. Errors that mean "try
+	// later" implement RetryAfter() time.Duration.
+	Apply(ctx context.Context, cmd []byte) (fsm.Result, error)
+	// ReadReady is nil when this node may answer reads from local state.
+	ReadReady() error
+}
+
+// Config configures a Server. FSM and Replicator are required.
+type Config struct {
+	FSM        *fsm.FSM
+	Replicator Replicator
+	// Status returns the body of GET /cluster/status.
+	Status func() any
+	// Internal, when set, is mounted at /internal/ (cluster traffic).
+	Internal http.Handler
+
+	Issuer     string
+	AdminToken string // empty disables /admin/*
+
+	AccessTTL, RefreshTTL, CodeTTL time.Duration
+	// RefreshGrace is how long a just-rotated refresh token may be
+	// presented again (a retry after a lost response) without being
+	// treated as reuse.
+	RefreshGrace time.Duration
+	// SecureCookies marks session cookies Secure (serving over TLS).
+	SecureCookies bool
+
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // nil: a private registry
+	Now      func() time.Time
+}
+
+// Server is tokend's HTTP handler.
+type Server struct {
+	cfg     Config
+	fsm     *fsm.FSM
+	rep     Replicator
+	log     *slog.Logger
+	now     func() time.Time
+	router  *mux.Router
+	metrics *metrics
+	limiter *loginLimiter
+	pages   *pages
+	// dummyHash is checked when a user does not exist, so a login for an
+	// unknown user costs as much as one for a known user.
+	dummyHash string
+}
+
+// New builds the router.
+func New(cfg Config) (*Server, error) {
+	if cfg.FSM == nil || cfg.Replicator == nil {
+		return nil, errors.New("httpapi: FSM and Replicator are required")
+	}
+	if cfg.AccessTTL <= 0 {
+		cfg.AccessTTL = 30 * time.Minute
+	}
+	if cfg.RefreshTTL <= 0 {
+		cfg.RefreshTTL = 12 * time.Hour
+	}
+	if cfg.CodeTTL <= 0 {
+		cfg.CodeTTL = 60 * time.Second
+	}
+	if cfg.RefreshGrace < 0 {
+		cfg.RefreshGrace = 0
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Status == nil {
+		cfg.Status = func() any { return map[string]string{} }
+	}
+	s := &Server{
+		cfg:       cfg,
+		fsm:       cfg.FSM,
+		rep:       cfg.Replicator,
+		log:       cfg.Logger,
+		now:       cfg.Now,
+		limiter:   newLoginLimiter(cfg.Now),
+		dummyHash: HashPassword("tokend-timing-equaliser"),
+	}
+	var err error
+	if s.metrics, err = newMetrics(cfg.Registry, cfg.FSM); err != nil {
+		return nil, fmt.Errorf("httpapi: metrics: %w", err)
+	}
+	if s.pages, err = newPages(); err != nil {
+		return nil, fmt.Errorf("httpapi: pages: %w", err)
+	}
+	s.routes()
+	return s, nil
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+
+func (s *Server) routes() {
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "no such endpoint"))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, errorf(http.StatusMethodNotAllowed, "invalid_request", "method not allowed"))
+	})
+
+	// OAuth endpoints at the Toon guide's paths and the Martini /oauth/ ones.
+	for _, prefix := range []string{"", "/oauth"} {
+		s.handle(r, prefix+"/authorize", s.authorize, http.MethodGet, http.MethodPost)
+		s.handle(r, prefix+"/authorize/login", s.authorizeLogin, http.MethodPost)
+		s.handle(r, prefix+"/authorize/consent", s.authorizeConsent, http.MethodPost)
+		s.handle(r, prefix+"/token", s.token, http.MethodPost)
+		s.handle(r, prefix+"/revoke", s.revoke, http.MethodPost)
+		s.handle(r, prefix+"/introspect", s.introspect, http.MethodPost)
+	}
+	s.handle(r, "/validate", s.validate, http.MethodGet, http.MethodHead)
+	s.handle(r, "/.well-known/oauth-authorization-server", s.metadata, http.MethodGet)
+	s.handle(r, "/static/{file}", s.static, http.MethodGet)
+
+	admin := r.PathPrefix("/admin").Subrouter()
+	admin.Use(s.requireAdmin)
+	s.handle(admin, "/clients", s.createClient, http.MethodPost)
+	s.handle(admin, "/clients", s.listClients, http.MethodGet)
+	s.handle(admin, "/clients/{id}", s.getClient, http.MethodGet)
+	s.handle(admin, "/clients/{id}", s.updateClient, http.MethodPut)
+	s.handle(admin, "/clients/{id}", s.deleteClient, http.MethodDelete)
+	s.handle(admin, "/clients/{id}/secret", s.rotateSecret, http.MethodPost)
+	s.handle(admin, "/users", s.createUser, http.MethodPost)
+	s.handle(admin, "/users", s.listUsers, http.MethodGet)
+	s.handle(admin, "/users/{tenant}/{username}", s.updateUser, http.MethodPut)
+	s.handle(admin, "/users/{tenant}/{username}", s.deleteUser, http.MethodDelete)
+	s.handle(admin, "/revoke", s.adminRevoke, http.MethodPost)
+
+	s.handle(r, "/healthz", s.healthz, http.MethodGet, http.MethodHead)
+	s.handle(r, "/readyz", s.readyz, http.MethodGet, http.MethodHead)
+	s.handle(r, "/cluster/status", s.clusterStatus, http.MethodGet)
+	r.Handle("/metrics", s.metrics.handler()).Methods(http.MethodGet)
+	if s.cfg.Internal != nil {
+		r.PathPrefix("/internal/").Handler(s.cfg.Internal)
+	}
+	s.router = r
+}
+
+// handle registers h for path and methods, wrapped in panic recovery and
+// per-route metrics labelled with the registered path.
+func (s *Server) handle(r *mux.Router, path string, h http.HandlerFunc, methods ...string) {
+	r.Handle(path, s.instrument(path, h)).Methods(methods...)
+}
+
+func (s *Server) instrument(route string, h http.HandlerFunc) http.Handler {
+	observe := s.metrics.route(route)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.ErrorContext(r.Context(), "handler panic", "route", route, "panic", fmt.Sprint(p))
+				if !sw.wrote {
+					s.writeError(sw, r, errorf(http.StatusInternalServerError, "server_error", "internal error"))
+				}
+			}
+			observe(sw.status, time.Since(start))
+		}()
+		h(sw, r)
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// apply encodes and replicates c.
+func (s *Server) apply(ctx context.Context, c fsm.Command) (fsm.Result, error) {
+	start := time.Now()
+	res, err := s.rep.Apply(ctx, fsm.Encode(c))
+	s.metrics.applyLatency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return res, fmt.Errorf("replicate: %w", err)
+	}
+	if res.Outcome == fsm.BadCommand {
+		return res, errors.New("replicate: command rejected as malformed")
+	}
+	return res, nil
+}

@@ -1,0 +1,290 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tokend/tokend/fsm"
+)
+
+// tokenResponse is the RFC 6749 §5.1 success body plus the Martini guide's
+// token_issued_counter and last_token_issued_date.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+	IssuedCount  uint64 `json:"token_issued_counter"`
+	LastIssued   string `json:"last_token_issued_date"`
+}
+
+// issued holds raw tokens minted for one response and their hashes for the
+// command. Raw values never leave this struct except into the response.
+type issued struct {
+	access, refresh string
+	accessSpec      fsm.TokenSpec
+	refreshSpec     fsm.TokenSpec
+	now             time.Time
+}
+
+func (s *Server) mint(withRefresh bool) issued {
+	now := s.now()
+	t := issued{now: now, access: newSecret(prefixAccess)}
+	t.accessSpec = fsm.TokenSpec{Hash: fsm.HashOf(t.access), ExpiresAt: now.Add(s.cfg.AccessTTL).UnixNano()}
+	if withRefresh {
+		t.refresh = newSecret(prefixRefresh)
+		t.refreshSpec = fsm.TokenSpec{Hash: fsm.HashOf(t.refresh), ExpiresAt: now.Add(s.cfg.RefreshTTL).UnixNano()}
+	}
+	return t
+}
+
+func (s *Server) writeTokens(w http.ResponseWriter, t issued, scope string, res fsm.Result) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, http.StatusOK, tokenResponse{
+		AccessToken:  t.access,
+		TokenType:    "bearer",
+		ExpiresIn:    int64(s.cfg.AccessTTL / time.Second),
+		RefreshToken: t.refresh,
+		Scope:        scope,
+		IssuedCount:  res.IssuedCount,
+		LastIssued:   t.now.UTC().Format(time.RFC3339),
+	})
+}
+
+// token serves POST /token (RFC 6749 §3.2).
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	if err := s.tokenRequest(w, r); err != nil {
+		s.writeError(w, r, err)
+	}
+}
+
+func (s *Server) tokenRequest(w http.ResponseWriter, r *http.Request) error {
+	f, err := parseForm(w, r)
+	if err != nil {
+		return err
+	}
+	c, err := s.authenticateClient(r, f)
+	if err != nil {
+		return err
+	}
+	grantType := f.get("grant_type")
+	switch grantType {
+	case "":
+		return invalidRequest("grant_type is required")
+	case "password", "client_credentials", "refresh_token", "authorization_code":
+	default:
+		return errorf(http.StatusBadRequest, "unsupported_grant_type", "grant_type "+grantType+" is not supported")
+	}
+	if !c.HasGrant(grantType) {
+		return errorf(http.StatusBadRequest, "unauthorized_client", "client is not registered for "+grantType)
+	}
+	switch grantType {
+	case "password":
+		return s.passwordGrant(w, r, f, c)
+	case "client_credentials":
+		return s.clientCredentialsGrant(w, r, f, c)
+	case "refresh_token":
+		return s.refreshGrant(w, r, f, c)
+	default:
+		return s.codeGrant(w, r, f, c)
+	}
+}
+
+// grantScope resolves the requested scope against the client's registered
+// scopes: empty means all of them; anything unregistered is invalid_scope.
+func grantScope(c *fsm.Client, requested string) (string, error) {
+	if strings.TrimSpace(requested) == "" {
+		return strings.Join(c.Scopes, " "), nil
+	}
+	var out []string
+	for _, sc := range strings.Fields(requested) {
+		if !contains(c.Scopes, sc) {
+			return "", errorf(http.StatusBadRequest, "invalid_scope", "scope "+sc+" is not registered for this client")
+		}
+		if !contains(out, sc) {
+			out = append(out, sc)
+		}
+	}
+	return strings.Join(out, " "), nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, f form, c *fsm.Client) error {
+	username, password := f.get("username"), f.get("password")
+	if username == "" || !f.has("password") {
+		return invalidRequest("username and password are required")
+	}
+	tenant := f.get("tenant_id")
+	if tenant == "" {
+		tenant = defaultTenant
+	}
+	scope, err := grantScope(c, f.get("scope"))
+	if err != nil {
+		return err
+	}
+	if err := s.checkUser(r, tenant, username, password); err != nil {
+		return err
+	}
+	t := s.mint(c.HasGrant("refresh_token"))
+	res, err := s.apply(r.Context(), &fsm.IssueGrant{
+		ClientID: c.ID, Tenant: tenant, Username: username, Scope: scope,
+		IssuedAt: t.now.UnixNano(), Access: t.accessSpec, Refresh: t.refreshSpec,
+	})
+	if err != nil {
+		return err
+	}
+	if res.Outcome != fsm.OK {
+		return errorf(http.StatusBadRequest, "invalid_grant", "grant could not be issued: "+res.Err().Error())
+	}
+	s.writeTokens(w, t, scope, res)
+	return nil
+}
+
+// checkUser verifies a resource owner's password behind the brute-force
+// limiter, which is keyed by user and by client address.
+func (s *Server) checkUser(r *http.Request, tenant, username, password string) error {
+	keys := []string{"u:" + tenant + "/" + username, "a:" + clientAddr(r)}
+	if wait := s.limiter.blocked(keys...); wait > 0 {
+		return &oauthError{Status: http.StatusTooManyRequests, Code: "slow_down",
+			Description: "too many failed attempts; retry in " + wait.Round(time.Second).String()}
+	}
+	hash := s.dummyHash
+	u, known := s.fsm.User(tenant, username)
+	if known {
+		hash = u.PasswordHash
+	}
+	ok, err := checkPassword(hash, password)
+	if err != nil || !ok || !known {
+		s.limiter.fail(keys...)
+		return errorf(http.StatusBadRequest, "invalid_grant", "invalid username or password")
+	}
+	s.limiter.succeed(keys[0])
+	return nil
+}
+
+func (s *Server) clientCredentialsGrant(w http.ResponseWriter, r *http.Request, f form, c *fsm.Client) error {
+	if err := requireConfidential(c); err != nil {
+		return err
+	}
+	scope, err := grantScope(c, f.get("scope"))
+	if err != nil {
+		return err
+	}
+	t := s.mint(false)
+	res, err := s.apply(r.Context(), &fsm.IssueGrant{
+		ClientID: c.ID, Scope: scope, IssuedAt: t.now.UnixNano(), Access: t.accessSpec,
+	})
+	if err != nil {
+		return err
+	}
+	if res.Outcome != fsm.OK {
+		return errorf(http.StatusBadRequest, "invalid_grant", "grant could not be issued: "+res.Err().Error())
+	}
+	s.writeTokens(w, t, scope, res)
+	return nil
+}
+
+func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, f form, c *fsm.Client) error {
+	old := f.get("refresh_token")
+	if old == "" {
+		return invalidRequest("refresh_token is required")
+	}
+	requested := strings.Join(strings.Fields(f.get("scope")), " ")
+	t := s.mint(true)
+	res, err := s.apply(r.Context(), &fsm.RotateRefresh{
+		Old: fsm.HashOf(old), ClientID: c.ID, Scope: requested,
+		Now: t.now.UnixNano(), Grace: int64(s.cfg.RefreshGrace),
+		Access: t.accessSpec, Refresh: t.refreshSpec,
+	})
+	if err != nil {
+		return err
+	}
+	switch res.Outcome {
+	case fsm.OK:
+	case fsm.Mismatch:
+		return errorf(http.StatusBadRequest, "invalid_scope", "scope exceeds the original grant")
+	case fsm.Reused:
+		return errorf(http.StatusBadRequest, "invalid_grant", "refresh token was already used; the grant has been revoked")
+	default:
+		return errorf(http.StatusBadRequest, "invalid_grant", "refresh token is invalid, expired or revoked")
+	}
+	s.writeTokens(w, t, s.issuedScope(t, requested), res)
+	return nil
+}
+
+func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, f form, c *fsm.Client) error {
+	code := f.get("code")
+	if code == "" {
+		return invalidRequest("code is required")
+	}
+	redirect := f.get("redirect_uri")
+	if redirect == "" && len(c.RedirectURIs) == 1 {
+		redirect = c.RedirectURIs[0]
+	}
+	var challenge string
+	if v := f.get("code_verifier"); v != "" {
+		if !validVerifier(v) {
+			return invalidRequest("code_verifier must be 43-128 characters of [A-Za-z0-9-._~]")
+		}
+		challenge = s256(v)
+	}
+	t := s.mint(c.HasGrant("refresh_token"))
+	res, err := s.apply(r.Context(), &fsm.RedeemCode{
+		Code: fsm.HashOf(code), ClientID: c.ID, RedirectURI: redirect, Challenge: challenge,
+		Now: t.now.UnixNano(), Access: t.accessSpec, Refresh: t.refreshSpec,
+	})
+	if err != nil {
+		return err
+	}
+	switch res.Outcome {
+	case fsm.OK:
+	case fsm.Reused:
+		return errorf(http.StatusBadRequest, "invalid_grant", "authorization code was already used; tokens issued with it are revoked")
+	case fsm.Mismatch:
+		return errorf(http.StatusBadRequest, "invalid_grant", "redirect_uri or code_verifier does not match the authorization request")
+	default:
+		return errorf(http.StatusBadRequest, "invalid_grant", "authorization code is invalid or expired")
+	}
+	s.writeTokens(w, t, s.issuedScope(t, ""), res)
+	return nil
+}
+
+// issuedScope reads back the scope the state machine recorded for the
+// access token just issued (the grant's, or the narrower one requested on
+// refresh). Apply has returned, so the token is in local memory.
+func (s *Server) issuedScope(t issued, fallback string) string {
+	if tok, ok := s.fsm.Lookup(t.accessSpec.Hash, t.now.UnixNano()); ok {
+		return tok.Scope
+	}
+	return fallback
+}
+
+// validVerifier checks RFC 7636 §4.1's code_verifier syntax.
+func validVerifier(v string) bool {
+	if len(v) < 43 || len(v) > 128 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		switch ch := v[i]; {
+		case ch >= 'A' && ch <= 'Z', ch >= 'a' && ch <= 'z', ch >= '0' && ch <= '9',
+			ch == '-', ch == '.', ch == '_', ch == '~':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// defaultTenant is where users land when no tenant is named (CONTRACT.md).
+const defaultTenant = "default"
