@@ -19,3 +19,17 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.cfg.Status())
 }
+
+// adminLeave removes this node from the cluster; the process keeps running
+// until it is stopped.
+func (s *Server) adminLeave(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Leave == nil {
+		s.writeError(w, r, errorf(http.StatusNotImplemented, "not_supported", "this node cannot leave"))
+		return
+	}
+	if err := s.cfg.Leave(r.Context()); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"left": true})
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 )
 
 // Tokens are 256 random bits in a URL-safe alphabet behind a type prefix,
@@ -30,13 +31,14 @@ func newSecret(prefix string) string {
 	return prefix + tokenEncoding.EncodeToString(b[:])
 }
 
-// newClientID returns a 128-bit random client id (22 characters).
+// newClientID returns a 128-bit random client id in hex: 32 characters
+// that survive shells, URLs and Basic auth without quoting.
 func newClientID() string {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		panic(err)
 	}
-	return tokenEncoding.EncodeToString(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // s256 is the PKCE S256 transform: BASE64URL(SHA256(verifier)) (RFC 7636).

@@ -32,6 +32,9 @@ type Config struct {
 	Status func() any
 	// Internal, when set, is mounted at /internal/ (cluster traffic).
 	Internal http.Handler
+	// Leave, when set, backs POST /admin/cluster/leave: this node leaves
+	// the cluster gracefully.
+	Leave func(context.Context) error
 
 	Issuer     string
 	AdminToken string // empty disables /admin/*
@@ -152,6 +155,7 @@ func (s *Server) routes() {
 	s.handle(admin, "/users/{tenant}/{username}", s.updateUser, http.MethodPut)
 	s.handle(admin, "/users/{tenant}/{username}", s.deleteUser, http.MethodDelete)
 	s.handle(admin, "/revoke", s.adminRevoke, http.MethodPost)
+	s.handle(admin, "/cluster/leave", s.adminLeave, http.MethodPost)
 
 	s.handle(r, "/healthz", s.healthz, http.MethodGet, http.MethodHead)
 	s.handle(r, "/readyz", s.readyz, http.MethodGet, http.MethodHead)

@@ -1,0 +1,51 @@
+# tokend — make run starts a dev node, make test runs the whole suite.
+GO      ?= go
+BIN     := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# Seconds each fuzz target runs in make test.
+FUZZTIME ?= 5s
+
+.PHONY: all build run test vet fuzz bench bench-go cluster cluster-stop fmt lint clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/tokend ./cmd/tokend
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/tokend-bench ./cmd/tokend-bench
+
+run: build
+	$(BIN)/tokend serve --dev
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+
+test: vet build
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) fuzz
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./fsm/
+	$(GO) test -run '^$$' -fuzz '^FuzzApply$$' -fuzztime $(FUZZTIME) ./fsm/
+	$(GO) test -run '^$$' -fuzz '^FuzzTokenRequest$$' -fuzztime $(FUZZTIME) ./httpapi/
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./httpapi/
+
+bench: build bench-go
+
+cluster: build
+	deploy/local-cluster.sh start
+
+cluster-stop:
+	deploy/local-cluster.sh stop
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+lint: vet
+
+clean:
+	-deploy/local-cluster.sh stop 2>/dev/null
+	rm -rf $(BIN) data .cluster

@@ -1,0 +1,141 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokend/tokend/fsm"
+)
+
+// Config configures a Node. Zero values get the defaults documented on each
+// field.
+type Config struct {
+	NodeID, DataDir string
+	// RaftAddr and GossipAddr are host:port pairs the node both binds and
+	// advertises (so not 0.0.0.0).
+	RaftAddr, GossipAddr string
+	// HTTPAddr is this node's HTTP address (host:port, or a base URL such as
+	// https://host:port when the node serves TLS). It is gossiped so peers
+	// can forward writes to it and report it in Status.
+	HTTPAddr string
+	// Join lists gossip addresses of existing members; joining is retried
+	// in the background until one answers.
+	Join []string
+	// BootstrapExpect is how many servers must see each other before a new
+	// cluster bootstraps (default 1). A node with Raft state never
+	// bootstraps; a node with Join set and BootstrapExpect 1 never does
+	// either (it waits to be added by the leader).
+	BootstrapExpect int
+	// ClusterKey (16, 24 or 32 bytes; 32 recommended) encrypts gossip and
+	// authenticates internal calls. Required when BootstrapExpect > 1 or
+	// Join is set. Without it the node runs alone: no gossip, and the
+	// internal endpoints refuse everything.
+	ClusterKey []byte
+	// DeadServerGrace is how long a member may be dead before the leader
+	// removes it from the Raft configuration (default 10m).
+	DeadServerGrace time.Duration
+	// PurgeInterval is how often the leader proposes fsm.Purge (default 1m).
+	PurgeInterval time.Duration
+	// SnapshotThreshold is Raft's SnapshotThreshold and TrailingLogs
+	// (default 8192).
+	SnapshotThreshold uint64
+	Version           string
+	FSM               *fsm.FSM
+	Logger            *slog.Logger
+	// Registerer receives the cluster metrics when non-nil.
+	Registerer prometheus.Registerer
+	// Now is the clock written into purge commands (default time.Now).
+	Now func() time.Time
+}
+
+// Timing. Raft's timeouts are generous enough that a -race build on two
+// busy cores does not flap; CommitTimeout is low so followers learn the
+// commit index (and report their applied index) within a few ms.
+const (
+	heartbeatTimeout   = 1000 * time.Millisecond
+	electionTimeout    = 1000 * time.Millisecond
+	leaderLeaseTimeout = 500 * time.Millisecond
+	commitTimeout      = 5 * time.Millisecond
+
+	// leaseLength is the read lease a leader grants; the holder counts it
+	// from when it sent the request, minus holderMargin.
+	leaseLength  = 1000 * time.Millisecond
+	holderMargin = 100 * time.Millisecond // 10%: bounds clock-rate drift
+	leaseRenew   = 50 * time.Millisecond
+	// officeWait is how long a new leader waits before acknowledging
+	// writes: every lease an earlier leader granted has expired by then
+	// (see doc.go for the argument).
+	officeWait = leaseLength + leaderLeaseTimeout + 2*holderMargin
+
+	applyTimeout      = 5 * time.Second
+	reconcileInterval = 1 * time.Second
+	retryAfter        = 1 * time.Second
+)
+
+func (c Config) withDefaults() (Config, error) {
+	if c.NodeID == "" {
+		return c, errors.New("cluster: NodeID is required")
+	}
+	if c.DataDir == "" {
+		return c, errors.New("cluster: DataDir is required")
+	}
+	if c.FSM == nil {
+		return c, errors.New("cluster: FSM is required")
+	}
+	if _, _, err := net.SplitHostPort(c.RaftAddr); err != nil {
+		return c, fmt.Errorf("cluster: raft address %q: %w", c.RaftAddr, err)
+	}
+	if c.BootstrapExpect == 0 {
+		c.BootstrapExpect = 1
+	}
+	if c.BootstrapExpect < 0 {
+		return c, errors.New("cluster: BootstrapExpect must be positive")
+	}
+	multi := c.BootstrapExpect > 1 || len(c.Join) > 0
+	if multi && len(c.ClusterKey) == 0 {
+		return c, errors.New("cluster: a cluster key is required for more than one node (--cluster-key, base64 of 32 random bytes)")
+	}
+	if len(c.ClusterKey) > 0 {
+		switch len(c.ClusterKey) {
+		case 16, 24, 32:
+		default:
+			return c, fmt.Errorf("cluster: cluster key must be 16, 24 or 32 bytes, got %d", len(c.ClusterKey))
+		}
+		if _, _, err := net.SplitHostPort(c.GossipAddr); err != nil {
+			return c, fmt.Errorf("cluster: gossip address %q: %w", c.GossipAddr, err)
+		}
+		if c.HTTPAddr == "" {
+			return c, errors.New("cluster: HTTPAddr is required with a cluster key (peers forward writes to it)")
+		}
+	}
+	if c.DeadServerGrace <= 0 {
+		c.DeadServerGrace = 10 * time.Minute
+	}
+	if c.PurgeInterval <= 0 {
+		c.PurgeInterval = time.Minute
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return c, nil
+}
+
+// baseURL turns an HTTP address into a base URL.
+func baseURL(addr string) string {
+	if strings.Contains(addr, "://") {
+		return strings.TrimRight(addr, "/")
+	}
+	return "http://" + addr
+}

@@ -1,0 +1,395 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+)
+
+// nodeMeta is what each node gossips about itself (kept well under
+// memberlist's 512-byte limit).
+type nodeMeta struct {
+	ID      string `json:"id"`
+	Raft    string `json:"raft"`
+	HTTP    string `json:"http"`
+	Version string `json:"v,omitempty"`
+	Expect  int    `json:"expect"`
+	// State: the node has Raft state, i.e. belongs to a cluster already.
+	State bool `json:"state"`
+}
+
+type peer struct {
+	meta  nodeMeta
+	state memberlist.NodeStateType
+	since time.Time // when state last changed, as seen here
+}
+
+func (p *peer) status() string {
+	switch p.state {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+func (n *Node) localMeta() nodeMeta {
+	return nodeMeta{ID: n.cfg.NodeID, Raft: n.cfg.RaftAddr, HTTP: n.cfg.HTTPAddr, Version: n.cfg.Version,
+		Expect: n.cfg.BootstrapExpect, State: n.hasState()}
+}
+
+type gossipDelegate struct{ n *Node }
+
+func (d gossipDelegate) NodeMeta(limit int) []byte {
+	b, _ := json.Marshal(d.n.localMeta())
+	if len(b) > limit {
+		d.n.log.Error("cluster: node metadata too large for gossip", "bytes", len(b))
+		return nil
+	}
+	return b
+}
+func (gossipDelegate) NotifyMsg([]byte)                {}
+func (gossipDelegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (gossipDelegate) LocalState(bool) []byte          { return nil }
+func (gossipDelegate) MergeRemoteState([]byte, bool)   {}
+
+type gossipEvents struct{ n *Node }
+
+func (e gossipEvents) NotifyJoin(m *memberlist.Node)   { e.n.gossipEvent(m, memberlist.StateAlive) }
+func (e gossipEvents) NotifyLeave(m *memberlist.Node)  { e.n.gossipEvent(m, m.State) }
+func (e gossipEvents) NotifyUpdate(m *memberlist.Node) { e.n.gossipEvent(m, m.State) }
+
+func (n *Node) gossipEvent(m *memberlist.Node, state memberlist.NodeStateType) {
+	var meta nodeMeta
+	if err := json.Unmarshal(m.Meta, &meta); err != nil || meta.ID != m.Name {
+		n.log.Warn("cluster: ignoring gossip member with bad metadata", "name", m.Name, "addr", m.Address())
+		return
+	}
+	if state == memberlist.StateSuspect {
+		state = memberlist.StateAlive // suspicion is reported by Status, not acted on
+	}
+	n.peersMu.Lock()
+	p := n.peers[m.Name]
+	if p == nil {
+		p = &peer{}
+		n.peers[m.Name] = p
+	}
+	if p.state != state || p.since.IsZero() {
+		p.since = time.Now()
+	}
+	p.meta, p.state = meta, state
+	n.peersMu.Unlock()
+	if m.Name != n.cfg.NodeID {
+		n.log.Info("cluster: gossip member", "member", m.Name, "status", p.status(), "raft", meta.Raft, "http", meta.HTTP)
+	}
+	select {
+	case n.reconcileCh <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) startGossip() error {
+	host, portStr, _ := net.SplitHostPort(n.cfg.GossipAddr)
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("cluster: gossip port %q: %w", portStr, err)
+	}
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = n.cfg.NodeID
+	mc.BindAddr, mc.BindPort = host, port
+	mc.AdvertiseAddr, mc.AdvertisePort = host, port
+	mc.SecretKey = n.cfg.ClusterKey
+	mc.Delegate = gossipDelegate{n}
+	mc.Events = gossipEvents{n}
+	mc.DeadNodeReclaimTime = 10 * time.Second // a replaced node may reuse its name
+	mc.Logger = log.New(stdWriter{newHclog(n.log, "memberlist")}, "", 0)
+	mc.LogOutput = nil
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return fmt.Errorf("cluster: start gossip on %s: %w", n.cfg.GossipAddr, err)
+	}
+	n.ml = ml
+	if len(n.cfg.Join) > 0 {
+		n.wg.Add(1)
+		go n.joinLoop()
+	}
+	if !n.hadState && (n.cfg.BootstrapExpect > 1) {
+		n.wg.Add(1)
+		go n.bootstrapLoop()
+	}
+	n.wg.Add(1)
+	go n.metaLoop()
+	return nil
+}
+
+// joinLoop retries joining until some member answers.
+func (n *Node) joinLoop() {
+	defer n.wg.Done()
+	backoff := 200 * time.Millisecond
+	for {
+		joined, err := n.ml.Join(n.cfg.Join)
+		if joined > 0 {
+			n.joinErr.Store(nil)
+			n.log.Info("cluster: joined gossip", "contacted", joined)
+			return
+		}
+		msg := fmt.Sprintf("cannot join %v: %v (is the cluster key the same on every node?)", n.cfg.Join, err)
+		if prev := n.joinErr.Load(); prev == nil || *prev != msg {
+			n.log.Error("cluster: " + msg)
+		}
+		n.joinErr.Store(&msg)
+		t := time.NewTimer(backoff)
+		select {
+		case <-n.shutdownCh:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+// metaLoop re-gossips this node's metadata when it gains Raft state, so
+// new nodes know not to bootstrap with it.
+func (n *Node) metaLoop() {
+	defer n.wg.Done()
+	advertised := n.hadState
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for !advertised {
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-t.C:
+		}
+		if n.hasState() {
+			if err := n.ml.UpdateNode(5 * time.Second); err != nil {
+				n.log.Warn("cluster: gossip metadata update", "err", err)
+				continue
+			}
+			advertised = true
+		}
+	}
+}
+
+// bootstrapLoop waits until exactly BootstrapExpect servers without Raft
+// state see each other, then bootstraps them all with one configuration.
+// Every node computes the same sorted server list, and hashicorp/raft
+// accepts identical bootstraps on each of them.
+func (n *Node) bootstrapLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	warned := map[string]bool{}
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-t.C:
+		}
+		if n.hasState() {
+			return
+		}
+		if _, id := n.raft.LeaderWithID(); id != "" {
+			return
+		}
+		var servers []raft.Server
+		existing, mismatch := false, false
+		for _, m := range n.ml.Members() {
+			var meta nodeMeta
+			if m.State != memberlist.StateAlive || json.Unmarshal(m.Meta, &meta) != nil || meta.ID != m.Name {
+				continue
+			}
+			if meta.Expect != n.cfg.BootstrapExpect {
+				mismatch = true
+				if !warned[meta.ID] {
+					warned[meta.ID] = true
+					n.log.Error("cluster: peer has a different bootstrap-expect; not bootstrapping",
+						"peer", meta.ID, "peer_expect", meta.Expect, "expect", n.cfg.BootstrapExpect)
+				}
+			}
+			if meta.State {
+				existing = true
+			}
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(meta.ID), Address: raft.ServerAddress(meta.Raft)})
+		}
+		switch {
+		case mismatch:
+			continue
+		case existing:
+			if !warned["\x00existing"] {
+				warned["\x00existing"] = true
+				n.log.Info("cluster: found an existing cluster; waiting for its leader to add this node")
+			}
+			continue
+		case len(servers) < n.cfg.BootstrapExpect:
+			continue
+		case len(servers) > n.cfg.BootstrapExpect:
+			if !warned["\x00toomany"] {
+				warned["\x00toomany"] = true
+				n.log.Error("cluster: more servers than bootstrap-expect without state; not bootstrapping", "seen", len(servers))
+			}
+			continue
+		}
+		sort.Slice(servers, func(i, j int) bool { return servers[i].ID < servers[j].ID })
+		err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			n.log.Error("cluster: bootstrap failed", "err", err)
+			continue
+		}
+		n.log.Info("cluster: bootstrapped", "servers", len(servers))
+		return
+	}
+}
+
+// reconcile makes the Raft configuration follow gossip: alive members
+// become voters (or get their new address), members that left are
+// removed, and members dead longer than DeadServerGrace are removed when
+// the remaining voters keep a quorum.
+func (n *Node) reconcile(ls *leaderState) {
+	if n.ml == nil || n.raft.State() != raft.Leader {
+		return
+	}
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return
+	}
+	inCfg := map[string]raft.Server{}
+	for _, s := range f.Configuration().Servers {
+		inCfg[string(s.ID)] = s
+	}
+	n.peersMu.Lock()
+	peers := make(map[string]peer, len(n.peers))
+	for id, p := range n.peers {
+		peers[id] = *p
+	}
+	n.peersMu.Unlock()
+
+	for id, p := range peers {
+		if id == n.cfg.NodeID {
+			continue
+		}
+		s, ok := inCfg[id]
+		switch {
+		case p.state == memberlist.StateAlive && (!ok || string(s.Address) != p.meta.Raft || s.Suffrage != raft.Voter):
+			n.log.Info("cluster: adding voter", "id", id, "raft", p.meta.Raft, "was", string(s.Address))
+			if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(p.meta.Raft), 0, 5*time.Second).Error(); err != nil {
+				n.log.Warn("cluster: add voter failed", "id", id, "err", err)
+			}
+		case p.state == memberlist.StateLeft && ok:
+			n.log.Info("cluster: removing server that left", "id", id)
+			if err := n.removeServer(id); err != nil {
+				n.log.Warn("cluster: remove server failed", "id", id, "err", err)
+			}
+		}
+	}
+
+	voters, alive := 0, 0
+	for id, s := range inCfg {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if p, ok := peers[id]; id == n.cfg.NodeID || ok && p.state == memberlist.StateAlive {
+			alive++
+		}
+	}
+	now := time.Now()
+	for id, s := range inCfg {
+		if id == n.cfg.NodeID {
+			continue
+		}
+		p, known := peers[id]
+		if known && (p.state == memberlist.StateAlive || p.state == memberlist.StateLeft) {
+			continue
+		}
+		since := ls.officeAt
+		if known && p.since.After(since) {
+			since = p.since
+		}
+		if now.Sub(since) < n.cfg.DeadServerGrace {
+			continue
+		}
+		if s.Suffrage == raft.Voter {
+			if alive < (voters-1)/2+1 {
+				n.log.Warn("cluster: not removing dead server: quorum would be unsafe", "id", id, "voters", voters, "alive", alive)
+				continue
+			}
+			voters--
+		}
+		n.log.Info("cluster: removing dead server", "id", id, "dead_for", now.Sub(since).Round(time.Second))
+		if err := n.removeServer(id); err != nil {
+			n.log.Warn("cluster: remove server failed", "id", id, "err", err)
+		}
+	}
+}
+
+func (n *Node) removeServer(id string) error {
+	return n.raft.RemoveServer(raft.ServerID(id), 0, 5*time.Second).Error()
+}
+
+// Leave departs gracefully: it announces the departure over gossip (so the
+// leader does not add the node back) and has the leader remove it from the
+// Raft configuration. Call Shutdown afterwards.
+func (n *Node) Leave(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	others := 0
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) != n.cfg.NodeID {
+			others++
+		}
+	}
+	if others == 0 {
+		return errors.New("cluster: cannot leave: this node is the only server")
+	}
+	if n.ml != nil {
+		if err := n.ml.Leave(5 * time.Second); err != nil {
+			n.log.Warn("cluster: gossip leave", "err", err)
+		}
+	}
+	body, _ := json.Marshal(map[string]string{"id": n.cfg.NodeID})
+	var lastErr error = ErrNoLeader
+	for {
+		if n.raft.State() == raft.Leader {
+			// The leader removes itself, then steps down.
+			if err := n.removeServer(n.cfg.NodeID); err == nil {
+				return nil
+			} else {
+				lastErr = err
+			}
+		} else if addr := n.leaderHTTP(); addr != "" {
+			_, _, err := n.call(ctx, addr, "leave", body, 5*time.Second)
+			if err == nil {
+				return nil
+			}
+			lastErr = err
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return unavailable("leave", lastErr)
+		}
+	}
+}
+
+var _ io.Writer = stdWriter{}

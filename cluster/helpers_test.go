@@ -1,0 +1,168 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/tokend/tokend/fsm"
+)
+
+func testLogger(name string) *slog.Logger {
+	if os.Getenv("TOKEND_TEST_LOG") == "" {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	lv := slog.LevelInfo
+	if os.Getenv("TOKEND_TEST_LOG") == "debug" {
+		lv = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})).With("t", name)
+}
+
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment
+// ago (TCP; memberlist also binds UDP on the same port, tried here too).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		u, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err == nil {
+			u.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port")
+	return ""
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// testNode is a Node with its own HTTP server serving InternalHandler.
+type testNode struct {
+	*Node
+	cfg  Config
+	srv  *http.Server
+	lis  net.Listener
+	down bool
+}
+
+// newTestCfg builds a config for node id under dir with fresh ports.
+func newTestCfg(t *testing.T, id, dir string, key []byte) Config {
+	return Config{
+		NodeID:     id,
+		DataDir:    dir,
+		RaftAddr:   freeAddr(t),
+		GossipAddr: freeAddr(t),
+		HTTPAddr:   freeAddr(t),
+		ClusterKey: key,
+		Version:    "test",
+		FSM:        fsm.New(),
+		Logger:     testLogger(id),
+	}
+}
+
+func startTestNode(t *testing.T, cfg Config) *testNode {
+	t.Helper()
+	if cfg.FSM == nil {
+		cfg.FSM = fsm.New()
+	}
+	lis, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(context.Background(), cfg)
+	if err != nil {
+		lis.Close()
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/internal/", n.InternalHandler())
+	tn := &testNode{Node: n, cfg: cfg, lis: lis, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+	go tn.srv.Serve(lis)
+	t.Cleanup(func() { tn.stop(t) })
+	return tn
+}
+
+func (tn *testNode) stop(t *testing.T) {
+	if tn.down {
+		return
+	}
+	tn.down = true
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tn.Node.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown %s: %v", tn.cfg.NodeID, err)
+	}
+	tn.srv.Close()
+}
+
+var tokenSeq int
+
+// token returns a fresh raw token string.
+func token() string {
+	tokenSeq++
+	return "at_test_" + strconv.Itoa(tokenSeq) + fmt.Sprint(time.Now().UnixNano())
+}
+
+func putClientCmd(id string) []byte {
+	return fsm.Encode(&fsm.PutClient{Create: true, Client: fsm.Client{
+		ID: id, Name: id, GrantTypes: []string{"client_credentials"}, Scopes: []string{"read"},
+	}})
+}
+
+func issueCmd(client, tok string) []byte {
+	now := time.Now()
+	return fsm.Encode(&fsm.IssueGrant{
+		ClientID: client, Scope: "read", IssuedAt: now.UnixNano(),
+		Access: fsm.TokenSpec{Hash: fsm.HashOf(tok), ExpiresAt: now.Add(time.Hour).UnixNano()},
+	})
+}
+
+func revokeCmd(tok string) []byte {
+	return fsm.Encode(&fsm.RevokeToken{Token: fsm.HashOf(tok)})
+}
+
+func valid(f *fsm.FSM, tok string) bool {
+	_, ok := f.Lookup(fsm.HashOf(tok), time.Now().UnixNano())
+	return ok
+}
+
+func mustApply(t *testing.T, n *Node, cmd []byte) fsm.Result {
+	t.Helper()
+	res, err := n.Apply(ctxT(t, 10*time.Second), cmd)
+	if err != nil {
+		t.Fatalf("apply on %s: %v", n.cfg.NodeID, err)
+	}
+	if res.Outcome != fsm.OK {
+		t.Fatalf("apply on %s: outcome %v", n.cfg.NodeID, res.Err())
+	}
+	return res
+}

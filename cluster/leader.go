@@ -1,0 +1,374 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/tokend/tokend/fsm"
+)
+
+// leaderState exists while this node leads, one per term.
+type leaderState struct {
+	term     uint64
+	cancel   context.CancelFunc
+	officeAt time.Time
+	// writesAt is when this leader may first acknowledge a write: every
+	// lease granted by an earlier leader has expired by then.
+	writesAt time.Time
+
+	mu sync.Mutex
+	// ready: the term's barrier (a Noop command) has been applied, so
+	// the local FSM holds every entry committed before this term.
+	ready bool
+	// floor is the highest index acknowledged to a client (or the
+	// barrier's index); a lease is granted only to a node that has
+	// applied at least this much.
+	floor   uint64
+	holders map[string]*holder
+	changed notifier // broadcast on every holder report and on ready
+}
+
+type holder struct {
+	applied uint64
+	expires time.Time // leader's view, counted from the answer
+}
+
+func (ls *leaderState) isReady() bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.ready
+}
+
+func (n *Node) watchLeadership() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case isLeader := <-n.notifyCh:
+			if isLeader {
+				n.becomeLeader()
+			} else if ls := n.leader.Swap(nil); ls != nil {
+				ls.cancel()
+				n.log.Info("cluster: lost leadership", "term", ls.term)
+			}
+		}
+	}
+}
+
+func (n *Node) becomeLeader() {
+	ctx, cancel := context.WithCancel(context.Background())
+	now := time.Now()
+	ls := &leaderState{
+		term:     n.raft.CurrentTerm(),
+		cancel:   cancel,
+		officeAt: now,
+		writesAt: now,
+		holders:  make(map[string]*holder),
+	}
+	if len(n.cfg.ClusterKey) > 0 {
+		// Without a cluster key nobody can ever hold a lease, so there is
+		// nothing to wait out.
+		ls.writesAt = now.Add(officeWait)
+	}
+	n.lease.clear()
+	if old := n.leader.Swap(ls); old != nil {
+		old.cancel()
+	}
+	n.log.Info("cluster: became leader", "term", ls.term)
+	n.wg.Add(1)
+	go n.leaderLoop(ctx, ls)
+}
+
+// leaderLoop commits a barrier, then runs the purge and reconcile loops
+// until leadership ends.
+func (n *Node) leaderLoop(ctx context.Context, ls *leaderState) {
+	defer n.wg.Done()
+	for {
+		f := n.raft.Apply(fsm.Encode(&fsm.Noop{}), applyTimeout)
+		err := f.Error()
+		if err == nil {
+			ls.mu.Lock()
+			ls.floor, ls.ready = f.Index(), true
+			ls.mu.Unlock()
+			ls.changed.notify()
+			break
+		}
+		n.log.Warn("cluster: leader barrier failed", "err", err)
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
+			return
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return
+		}
+	}
+	purge := time.NewTicker(n.cfg.PurgeInterval)
+	defer purge.Stop()
+	reconcile := time.NewTicker(reconcileInterval)
+	defer reconcile.Stop()
+	n.reconcile(ls)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-purge.C:
+			f := n.raft.Apply(fsm.Encode(&fsm.Purge{Now: n.cfg.Now().UnixNano()}), applyTimeout)
+			if err := f.Error(); err != nil {
+				n.log.Warn("cluster: purge failed", "err", err)
+			} else if r, ok := f.Response().(fsm.Result); ok && r.Count > 0 {
+				n.log.Debug("cluster: purged expired tokens", "count", r.Count)
+			}
+		case <-reconcile.C:
+			n.reconcile(ls)
+		case <-n.reconcileCh:
+			n.reconcile(ls)
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// errNotLeader means the command was not proposed; retrying elsewhere is
+// safe.
+var errNotLeader = errors.New("not the leader")
+
+// applyLeader proposes cmd, waits for it to commit and apply locally, then
+// for every read-lease holder to apply it (the visibility barrier).
+func (n *Node) applyLeader(ctx context.Context, cmd []byte) (fsm.Result, error) {
+	ls := n.leader.Load()
+	if ls == nil {
+		return fsm.Result{}, errNotLeader
+	}
+	timeout := applyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	f := n.raft.Apply(cmd, timeout)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		return fsm.Result{}, unavailable("apply", ErrTimeout)
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, raft.ErrNotLeader):
+		return fsm.Result{}, errNotLeader
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fsm.Result{}, unavailable("apply", ErrTimeout)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fsm.Result{}, unavailable("apply", ErrShutdown)
+	default:
+		return fsm.Result{}, unavailable("apply", err)
+	}
+	res, ok := f.Response().(fsm.Result)
+	if !ok {
+		return fsm.Result{}, errors.New("cluster: unexpected apply response")
+	}
+	if err := n.waitVisible(ctx, ls, f.Index()); err != nil {
+		return fsm.Result{}, err
+	}
+	return res, nil
+}
+
+// waitVisible returns once index may be acknowledged: this leader's
+// office wait is over and every node holding an unexpired lease has
+// reported applied >= index. Holders that fall behind stop counting when
+// their lease expires, so the wait is bounded by one lease length.
+func (n *Node) waitVisible(ctx context.Context, ls *leaderState, index uint64) error {
+	if d := time.Until(ls.writesAt); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return unavailable("new leader settling", ErrTimeout)
+		}
+	}
+	for {
+		ch := ls.changed.wait()
+		ls.mu.Lock()
+		now := time.Now()
+		var next time.Time
+		for _, h := range ls.holders {
+			if h.applied < index && h.expires.After(now) && (next.IsZero() || h.expires.Before(next)) {
+				next = h.expires
+			}
+		}
+		if next.IsZero() {
+			if index > ls.floor {
+				ls.floor = index
+			}
+			ls.mu.Unlock()
+			return nil
+		}
+		ls.mu.Unlock()
+		t := time.NewTimer(time.Until(next))
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return unavailable("waiting for followers to apply", ErrTimeout)
+		}
+		t.Stop()
+	}
+}
+
+// grantLease records a holder's report and decides whether it may serve
+// reads for another lease length.
+func (n *Node) grantLease(req leaseRequest) leaseResponse {
+	ls := n.leader.Load()
+	if ls == nil || n.raft.State() != raft.Leader || n.raft.CurrentTerm() != ls.term {
+		return leaseResponse{Reason: "not leader"}
+	}
+	resp := leaseResponse{Term: ls.term, Leader: n.cfg.NodeID}
+	ls.mu.Lock()
+	h := ls.holders[req.ID]
+	if h == nil {
+		h = &holder{}
+		ls.holders[req.ID] = h
+	}
+	// Reports from one holder are sequential, so assignment (not max) is
+	// right, and it stays right if the holder restarted behind.
+	h.applied = req.Applied
+	switch {
+	case !ls.ready:
+		resp.Reason = "leader not ready"
+	case req.Term > ls.term:
+		resp.Reason = "stale leader"
+	case req.Applied < ls.floor:
+		resp.Reason = "behind"
+	default:
+		h.expires = time.Now().Add(leaseLength)
+		resp.Granted = true
+		resp.LeaseMS = leaseLength.Milliseconds()
+	}
+	ls.mu.Unlock()
+	ls.changed.notify()
+	return resp
+}
+
+// Apply runs an encoded fsm command through Raft and returns its result
+// once the write is visible on every node that may serve reads. On a
+// follower it forwards to the leader. Errors that mean "retry later"
+// are *UnavailableError. It never takes longer than about 5s.
+func (n *Node) Apply(ctx context.Context, cmd []byte) (fsm.Result, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	var lastErr error = ErrNoLeader
+	for {
+		if n.stopping() {
+			return fsm.Result{}, unavailable("apply", ErrShutdown)
+		}
+		if n.raft.State() == raft.Leader {
+			res, err := n.applyLeader(ctx, cmd)
+			if !errors.Is(err, errNotLeader) {
+				n.metrics.observeApply("leader", start, err)
+				return res, err
+			}
+			lastErr = ErrNoLeader
+		} else if addr := n.leaderHTTP(); addr != "" && len(n.cfg.ClusterKey) > 0 {
+			res, safe, err := n.forward(ctx, addr, cmd)
+			if err == nil {
+				// Our own reads need a lease, and the leader waited for
+				// every lease holder; still, waiting here (briefly) lets a
+				// caller read its write right away on this node.
+				wctx, wcancel := context.WithTimeout(ctx, leaseLength)
+				n.waitApplied(wctx, res.Index)
+				wcancel()
+				n.metrics.observeApply("forward", start, nil)
+				return res, nil
+			}
+			if !safe {
+				n.metrics.observeApply("forward", start, err)
+				return fsm.Result{}, err
+			}
+			lastErr = err
+		}
+		if !sleepCtx(ctx, 50*time.Millisecond) {
+			n.metrics.observeApply("none", start, lastErr)
+			var ue *UnavailableError
+			if errors.As(lastErr, &ue) {
+				return fsm.Result{}, lastErr
+			}
+			return fsm.Result{}, unavailable("apply", lastErr)
+		}
+	}
+}
+
+// leaderHTTP returns the current leader's HTTP address from gossip, or "".
+func (n *Node) leaderHTTP() string {
+	_, id := n.raft.LeaderWithID()
+	if id == "" || string(id) == n.cfg.NodeID {
+		return ""
+	}
+	return n.httpAddrOf(string(id))
+}
+
+func (n *Node) httpAddrOf(id string) string {
+	if id == n.cfg.NodeID {
+		return n.cfg.HTTPAddr
+	}
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	if p := n.peers[id]; p != nil {
+		return p.meta.HTTP
+	}
+	return ""
+}
+
+// ReadReady returns nil when this node may answer validations from local
+// memory right now: it is the leader and has applied its term's barrier,
+// or it holds an unexpired read lease from a leader.
+func (n *Node) ReadReady() error {
+	if n.raft.State() == raft.Leader {
+		ls := n.leader.Load()
+		if ls != nil && ls.term == n.raft.CurrentTerm() && ls.isReady() {
+			return nil
+		}
+		return unavailable("", ErrNotReady)
+	}
+	if n.lease.valid(time.Now()) {
+		return nil
+	}
+	if _, id := n.raft.LeaderWithID(); id == "" {
+		return unavailable("", ErrNoLeader)
+	}
+	return unavailable("", ErrNoLease)
+}
+
+// WaitReady polls ReadReady until it is nil or ctx ends.
+func (n *Node) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := n.ReadReady()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-n.shutdownCh:
+			return unavailable("", ErrShutdown)
+		case <-t.C:
+		}
+	}
+}

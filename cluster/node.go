@@ -1,0 +1,430 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/tokend/tokend/fsm"
+)
+
+// Node is one tokend server: a Raft member applying committed commands to
+// the FSM, plus gossip, forwarding and read leases.
+type Node struct {
+	cfg  Config
+	log  *slog.Logger
+	fsm  *fsm.FSM
+	raft *raft.Raft
+
+	store *raftboltdb.BoltStore
+	snaps *raft.FileSnapshotStore
+	trans *raft.NetworkTransport
+	ml    *memberlist.Memberlist // nil without a cluster key
+
+	hadState bool
+
+	// applied is the highest log index whose effects are visible in the
+	// FSM (commands and configuration entries).
+	applied  atomic.Uint64
+	appliedN notifier
+	pushCh   chan struct{} // kicks the lease loop after an apply batch
+
+	leader atomic.Pointer[leaderState] // non-nil while this node leads
+	lease  holderLease                 // read lease held from the leader
+
+	peersMu sync.Mutex
+	peers   map[string]*peer // gossip view, including dead and left members
+	joinErr atomic.Pointer[string]
+
+	notifyCh    chan bool
+	reconcileCh chan struct{}
+	httpc       *http.Client
+	metrics     *metrics
+
+	shutdownCh   chan struct{}
+	shutdownOnce sync.Once
+	shutdownErr  error
+	shutdownDone chan struct{}
+	wg           sync.WaitGroup
+}
+
+// New opens (or creates) the node's Raft state under DataDir, starts Raft,
+// gossip and the background loops, and bootstraps when appropriate. It
+// returns without waiting for a leader; use WaitReady for that.
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:          cfg,
+		log:          cfg.Logger.With("node", cfg.NodeID),
+		fsm:          cfg.FSM,
+		pushCh:       make(chan struct{}, 1),
+		peers:        make(map[string]*peer),
+		notifyCh:     make(chan bool, 16),
+		reconcileCh:  make(chan struct{}, 1),
+		shutdownCh:   make(chan struct{}),
+		shutdownDone: make(chan struct{}),
+		httpc: &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+		}},
+	}
+	n.applied.Store(cfg.FSM.AppliedIndex())
+	if err := n.openRaft(); err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	switch {
+	case n.hadState:
+		n.log.Info("cluster: existing raft state found, not bootstrapping")
+	case cfg.BootstrapExpect == 1 && len(cfg.Join) == 0:
+		err := n.raft.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter, ID: raft.ServerID(cfg.NodeID), Address: raft.ServerAddress(cfg.RaftAddr),
+		}}}).Error()
+		if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			n.Shutdown(ctx)
+			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
+		}
+		n.log.Info("cluster: bootstrapped single-node cluster")
+	}
+
+	if len(cfg.ClusterKey) > 0 {
+		if err := n.startGossip(); err != nil {
+			n.Shutdown(ctx)
+			return nil, err
+		}
+		n.wg.Add(1)
+		go n.leaseLoop()
+	}
+	// Started last: the leader loop uses n.ml. NotifyCh is buffered.
+	n.wg.Add(1)
+	go n.watchLeadership()
+	n.metrics = newMetrics(n, cfg.Registerer)
+	return n, nil
+}
+
+func (n *Node) openRaft() error {
+	cfg := n.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("cluster: data dir: %w", err)
+	}
+	hlog := newHclog(n.log, "raft")
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("cluster: open raft.db: %w", err)
+	}
+	n.store = store
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog.Named("snapshot"))
+	if err != nil {
+		return fmt.Errorf("cluster: snapshot store: %w", err)
+	}
+	n.snaps = snaps
+	advertise, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+	if err != nil {
+		return fmt.Errorf("cluster: raft address: %w", err)
+	}
+	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 3, 10*time.Second, hlog.Named("transport"))
+	if err != nil {
+		return fmt.Errorf("cluster: raft transport on %s: %w", cfg.RaftAddr, err)
+	}
+	n.trans = trans
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = heartbeatTimeout
+	rc.ElectionTimeout = electionTimeout
+	rc.LeaderLeaseTimeout = leaderLeaseTimeout
+	rc.CommitTimeout = commitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.SnapshotThreshold
+	rc.SnapshotInterval = 30 * time.Second
+	rc.MaxAppendEntries = 256
+	rc.NotifyCh = n.notifyCh
+	rc.Logger = hlog
+
+	n.hadState, err = raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		trans.Close()
+		return fmt.Errorf("cluster: inspect raft state: %w", err)
+	}
+	r, err := raft.NewRaft(rc, &raftFSM{n: n}, store, store, snaps, trans)
+	if err != nil {
+		trans.Close()
+		return fmt.Errorf("cluster: start raft: %w", err)
+	}
+	n.raft = r
+	return nil
+}
+
+func (n *Node) closeStores() {
+	if n.store != nil {
+		n.store.Close()
+	}
+}
+
+// hasState reports whether this node has (or had) any Raft state, i.e. it
+// belongs to a cluster and must never bootstrap.
+func (n *Node) hasState() bool {
+	return n.hadState || n.raft.LastIndex() > 0
+}
+
+func (n *Node) stopping() bool {
+	select {
+	case <-n.shutdownCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// Shutdown stops the node without leaving the cluster (peers see it as
+// failed; use Leave first for a graceful departure). Safe to call twice.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.shutdownOnce.Do(func() {
+		close(n.shutdownCh)
+		if ls := n.leader.Swap(nil); ls != nil {
+			ls.cancel()
+		}
+		go func() {
+			defer close(n.shutdownDone)
+			var errs []error
+			if n.raft != nil {
+				errs = append(errs, n.raft.Shutdown().Error())
+			}
+			if n.ml != nil {
+				errs = append(errs, n.ml.Shutdown())
+			}
+			n.wg.Wait()
+			if n.trans != nil {
+				n.trans.Close()
+			}
+			errs = append(errs, n.store.Close())
+			n.httpc.CloseIdleConnections()
+			if n.metrics != nil {
+				n.metrics.unregister()
+			}
+			n.shutdownErr = errors.Join(errs...)
+		}()
+	})
+	select {
+	case <-n.shutdownDone:
+		return n.shutdownErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Snapshot forces a Raft snapshot (and log compaction).
+func (n *Node) Snapshot() error {
+	err := n.raft.Snapshot().Error()
+	if errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return nil
+	}
+	return err
+}
+
+// raftFSM adapts *fsm.FSM to raft.BatchingFSM.
+type raftFSM struct{ n *Node }
+
+func (a *raftFSM) Apply(l *raft.Log) any { return a.ApplyBatch([]*raft.Log{l})[0] }
+
+func (a *raftFSM) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	var last uint64
+	for i, l := range logs {
+		if l.Type == raft.LogCommand {
+			out[i] = a.n.fsm.Apply(l.Index, l.Data)
+		}
+		last = l.Index
+	}
+	if last > a.n.applied.Load() {
+		a.n.applied.Store(last)
+	}
+	a.n.appliedN.notify()
+	select {
+	case a.n.pushCh <- struct{}{}:
+	default:
+	}
+	return out
+}
+
+func (a *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	return fsmSnapshot{a.n.fsm.Snapshot()}, nil
+}
+
+func (a *raftFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	if err := a.n.fsm.Restore(rc); err != nil {
+		return err
+	}
+	a.n.applied.Store(a.n.fsm.AppliedIndex())
+	a.n.appliedN.notify()
+	return nil
+}
+
+type fsmSnapshot struct{ s *fsm.Snapshot }
+
+func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.s.WriteTo(sink); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (fsmSnapshot) Release() {}
+
+// notifier is a broadcast: wait returns a channel closed by the next notify.
+// Take the channel before checking the condition you wait for.
+type notifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (nt *notifier) wait() <-chan struct{} {
+	nt.mu.Lock()
+	defer nt.mu.Unlock()
+	if nt.ch == nil {
+		nt.ch = make(chan struct{})
+	}
+	return nt.ch
+}
+
+func (nt *notifier) notify() {
+	nt.mu.Lock()
+	if nt.ch != nil {
+		close(nt.ch)
+		nt.ch = nil
+	}
+	nt.mu.Unlock()
+}
+
+// waitApplied waits until the local FSM has applied index, or ctx ends.
+func (n *Node) waitApplied(ctx context.Context, index uint64) bool {
+	for {
+		ch := n.appliedN.wait()
+		if n.applied.Load() >= index {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		case <-n.shutdownCh:
+			return false
+		}
+	}
+}
+
+// Status is what GET /cluster/status reports.
+type Status struct {
+	NodeID         string   `json:"node_id"`
+	State          string   `json:"state"`
+	Term           uint64   `json:"term"`
+	LeaderID       string   `json:"leader_id"`
+	LeaderHTTPAddr string   `json:"leader_http_addr"`
+	CommitIndex    uint64   `json:"commit_index"`
+	AppliedIndex   uint64   `json:"applied_index"`
+	ReadReady      bool     `json:"read_ready"`
+	JoinError      string   `json:"join_error,omitempty"`
+	Members        []Member `json:"members"`
+}
+
+// Member is one server as Raft and gossip see it.
+type Member struct {
+	NodeID   string `json:"node_id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+	// Suffrage is Voter, Nonvoter or Staging in the Raft configuration, or
+	// None for a gossip member that is not (yet) in it.
+	Suffrage string `json:"suffrage"`
+	// Status is the gossip health: alive, suspect, dead, left, or unknown
+	// for a configured server gossip has not seen.
+	Status  string `json:"status"`
+	Version string `json:"version,omitempty"`
+}
+
+// Status reports this node's view of the cluster.
+func (n *Node) Status() Status {
+	s := Status{
+		NodeID:       n.cfg.NodeID,
+		State:        n.raft.State().String(),
+		Term:         n.raft.CurrentTerm(),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.applied.Load(),
+		ReadReady:    n.ReadReady() == nil,
+		Members:      []Member{},
+	}
+	if e := n.joinErr.Load(); e != nil {
+		s.JoinError = *e
+	}
+	_, lid := n.raft.LeaderWithID()
+	s.LeaderID = string(lid)
+	if lid != "" {
+		s.LeaderHTTPAddr = n.httpAddrOf(string(lid))
+	}
+	byID := map[string]*Member{}
+	get := func(id string) *Member {
+		m := byID[id]
+		if m == nil {
+			m = &Member{NodeID: id, Suffrage: "None", Status: "unknown"}
+			byID[id] = m
+		}
+		return m
+	}
+	if f := n.raft.GetConfiguration(); f.Error() == nil {
+		for _, sv := range f.Configuration().Servers {
+			m := get(string(sv.ID))
+			m.RaftAddr = string(sv.Address)
+			m.Suffrage = sv.Suffrage.String()
+		}
+	}
+	self := get(n.cfg.NodeID)
+	self.RaftAddr, self.HTTPAddr, self.Version = n.cfg.RaftAddr, n.cfg.HTTPAddr, n.cfg.Version
+	if n.raft.State() != raft.Shutdown {
+		self.Status = "alive"
+	}
+	if n.ml != nil {
+		suspect := map[string]bool{}
+		for _, mn := range n.ml.Members() {
+			if mn.State == memberlist.StateSuspect {
+				suspect[mn.Name] = true
+			}
+		}
+		n.peersMu.Lock()
+		for id, p := range n.peers {
+			m := get(id)
+			if m.RaftAddr == "" {
+				m.RaftAddr = p.meta.Raft
+			}
+			m.HTTPAddr, m.Version = p.meta.HTTP, p.meta.Version
+			m.Status = p.status()
+			if suspect[id] && m.Status == "alive" {
+				m.Status = "suspect"
+			}
+		}
+		n.peersMu.Unlock()
+	}
+	for _, m := range byID {
+		s.Members = append(s.Members, *m)
+	}
+	sort.Slice(s.Members, func(i, j int) bool { return s.Members[i].NodeID < s.Members[j].NodeID })
+	return s
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Operator subcommands are thin clients of a running node's admin API, so
+// they work against any node of a cluster and need no access to its data.
+
+func adminCommand(ctx context.Context, group string, args []string, stdout, stderr io.Writer) error {
+	verb := ""
+	if group != "revoke" {
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			return fmt.Errorf("usage: tokend %s <%s>", group, strings.Join(verbs[group], "|"))
+		}
+		verb, args = args[0], args[1:]
+	}
+	fs := newFlagSet("tokend "+strings.TrimSpace(group+" "+verb), stderr)
+	addr := fs.String("addr", "http://127.0.0.1:8080", "URL of a tokend node")
+	token := fs.String("admin-token", "", "admin bearer token")
+	o := &adminOpts{}
+	fs.StringVar(&o.name, "name", "", "client: application name")
+	fs.Var(&o.redirects, "redirect-uri", "client: callback URL (repeatable)")
+	fs.Var(&o.grants, "grant", "client: grant type (repeatable): authorization_code, implicit, password, client_credentials, refresh_token")
+	fs.Var(&o.scopes, "scope", "client: scope (repeatable)")
+	fs.BoolVar(&o.public, "public", false, "client: public client (no secret, PKCE required)")
+	fs.StringVar(&o.tenant, "tenant", "default", "user: tenant")
+	fs.StringVar(&o.username, "username", "", "user: user name")
+	fs.StringVar(&o.password, "password", "", "user: password (or TOKEND_PASSWORD)")
+	fs.StringVar(&o.client, "client", "", "revoke: every grant of this client id")
+	fs.StringVar(&o.user, "user", "", "revoke: every grant of TENANT/USERNAME")
+	if err := parseWithEnv(fs, args); err != nil {
+		return err
+	}
+	api := &adminClient{base: strings.TrimRight(*addr, "/"), token: *token, http: &http.Client{Timeout: 30 * time.Second}}
+	method, path, body, err := o.request(group, verb, fs)
+	if err != nil {
+		return err
+	}
+	if method != http.MethodGet && api.token == "" && path != "/cluster/status" {
+		return errors.New("--admin-token (or TOKEND_ADMIN_TOKEN) is required")
+	}
+	var out json.RawMessage
+	if err := api.do(ctx, method, path, body, &out); err != nil {
+		return err
+	}
+	return printJSON(stdout, out)
+}
+
+var verbs = map[string][]string{
+	"client":  {"create", "list", "get", "update", "delete", "rotate-secret"},
+	"user":    {"create", "delete", "set-password"},
+	"cluster": {"status", "leave"},
+}
+
+type adminOpts struct {
+	name, tenant, username, password, client, user string
+	redirects, grants, scopes                      listFlag
+	public                                         bool
+}
+
+// request maps a subcommand to its admin API call.
+func (o *adminOpts) request(group, verb string, fs *flag.FlagSet) (method, path string, body any, err error) {
+	arg := func() (string, error) {
+		if fs.NArg() != 1 {
+			return "", fmt.Errorf("tokend %s %s takes exactly one argument", group, verb)
+		}
+		return fs.Arg(0), nil
+	}
+	clientBody := func() map[string]any {
+		return map[string]any{"name": o.name, "redirect_uris": o.redirects, "grant_types": o.grants, "scopes": o.scopes, "public": o.public}
+	}
+	userPath := func(s string) (string, error) {
+		tenant, name, ok := strings.Cut(s, "/")
+		if !ok || tenant == "" || name == "" {
+			return "", fmt.Errorf("want TENANT/USERNAME, got %q", s)
+		}
+		return "/admin/users/" + url.PathEscape(tenant) + "/" + url.PathEscape(name), nil
+	}
+	switch group + " " + verb {
+	case "client create":
+		return http.MethodPost, "/admin/clients", clientBody(), nil
+	case "client list":
+		return http.MethodGet, "/admin/clients", nil, nil
+	case "client get", "client update", "client delete", "client rotate-secret":
+		id, err := arg()
+		if err != nil {
+			return "", "", nil, err
+		}
+		p := "/admin/clients/" + url.PathEscape(id)
+		switch verb {
+		case "get":
+			return http.MethodGet, p, nil, nil
+		case "update":
+			b := clientBody()
+			delete(b, "public")
+			return http.MethodPut, p, b, nil
+		case "delete":
+			return http.MethodDelete, p, nil, nil
+		}
+		return http.MethodPost, p + "/secret", nil, nil
+	case "user create":
+		if o.password == "" {
+			return "", "", nil, errors.New("--password (or TOKEND_PASSWORD) is required")
+		}
+		return http.MethodPost, "/admin/users", map[string]string{"tenant": o.tenant, "username": o.username, "password": o.password}, nil
+	case "user delete", "user set-password":
+		a, err := arg()
+		if err != nil {
+			return "", "", nil, err
+		}
+		p, err := userPath(a)
+		if err != nil {
+			return "", "", nil, err
+		}
+		if verb == "delete" {
+			return http.MethodDelete, p, nil, nil
+		}
+		if o.password == "" {
+			return "", "", nil, errors.New("--password (or TOKEND_PASSWORD) is required")
+		}
+		return http.MethodPut, p, map[string]string{"password": o.password}, nil
+	case "revoke ":
+		switch {
+		case o.client != "" && o.user == "":
+			return http.MethodPost, "/admin/revoke", map[string]string{"client_id": o.client}, nil
+		case o.user != "" && o.client == "":
+			tenant, name, ok := strings.Cut(o.user, "/")
+			if !ok {
+				return "", "", nil, fmt.Errorf("--user wants TENANT/USERNAME, got %q", o.user)
+			}
+			return http.MethodPost, "/admin/revoke", map[string]string{"tenant": tenant, "username": name}, nil
+		}
+		return "", "", nil, errors.New("tokend revoke needs exactly one of --client ID or --user TENANT/USERNAME")
+	case "cluster status":
+		return http.MethodGet, "/cluster/status", nil, nil
+	case "cluster leave":
+		return http.MethodPost, "/admin/cluster/leave", nil, nil
+	}
+	return "", "", nil, fmt.Errorf("unknown command: tokend %s %s (want one of %s)", group, verb, strings.Join(verbs[group], ", "))
+}
+
+func printJSON(w io.Writer, raw json.RawMessage) error {
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		_, err = fmt.Fprintln(w, string(raw))
+		return err
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,44 @@
+package httpapi
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+
+	"github.com/tokend/tokend/fsm"
+)
+
+// memReplicator applies commands straight to a local FSM in call order. It
+// stands in for consensus in handler-level tests; the e2e package runs the
+// same handlers over real Raft.
+type memReplicator struct {
+	f   *fsm.FSM
+	mu  sync.Mutex
+	idx uint64
+}
+
+func (m *memReplicator) Apply(_ context.Context, cmd []byte) (fsm.Result, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.idx++
+	return m.f.Apply(m.idx, cmd), nil
+}
+
+func (m *memReplicator) ReadReady() error { return nil }
+
+// newMemServer returns a Server over a fresh FSM with an admin token.
+func newMemServer(t testing.TB) (*Server, *fsm.FSM) {
+	t.Helper()
+	f := fsm.New()
+	s, err := New(Config{
+		FSM: f, Replicator: &memReplicator{f: f},
+		Issuer: "http://tokend.test", AdminToken: "admin-secret",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, f
+}
