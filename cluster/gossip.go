@@ -26,6 +26,10 @@ type nodeMeta struct {
 	Expect  int    `json:"expect"`
 	// State: the node has Raft state, i.e. belongs to a cluster already.
 	State bool `json:"state"`
+	// Left: the node is leaving gracefully (set by Leave just before the
+	// gossip leave, because memberlist's leave events do not say whether
+	// a node left or died).
+	Left bool `json:"left,omitempty"`
 }
 
 type peer struct {
@@ -50,7 +54,7 @@ func (p *peer) status() string {
 
 func (n *Node) localMeta() nodeMeta {
 	return nodeMeta{ID: n.cfg.NodeID, Raft: n.cfg.RaftAddr, HTTP: n.cfg.HTTPAddr, Version: n.cfg.Version,
-		Expect: n.cfg.BootstrapExpect, State: n.hasState()}
+		Expect: n.cfg.BootstrapExpect, State: n.hasState(), Left: n.leaving.Load()}
 }
 
 type gossipDelegate struct{ n *Node }
@@ -70,9 +74,12 @@ func (gossipDelegate) MergeRemoteState([]byte, bool)   {}
 
 type gossipEvents struct{ n *Node }
 
+// memberlist never fills in Node.State for events, so the event kind
+// decides: join/update mean alive, leave means dead (or left, when the
+// node announced it in its metadata).
 func (e gossipEvents) NotifyJoin(m *memberlist.Node)   { e.n.gossipEvent(m, memberlist.StateAlive) }
-func (e gossipEvents) NotifyLeave(m *memberlist.Node)  { e.n.gossipEvent(m, m.State) }
-func (e gossipEvents) NotifyUpdate(m *memberlist.Node) { e.n.gossipEvent(m, m.State) }
+func (e gossipEvents) NotifyLeave(m *memberlist.Node)  { e.n.gossipEvent(m, memberlist.StateDead) }
+func (e gossipEvents) NotifyUpdate(m *memberlist.Node) { e.n.gossipEvent(m, memberlist.StateAlive) }
 
 func (n *Node) gossipEvent(m *memberlist.Node, state memberlist.NodeStateType) {
 	var meta nodeMeta
@@ -80,8 +87,8 @@ func (n *Node) gossipEvent(m *memberlist.Node, state memberlist.NodeStateType) {
 		n.log.Warn("cluster: ignoring gossip member with bad metadata", "name", m.Name, "addr", m.Address())
 		return
 	}
-	if state == memberlist.StateSuspect {
-		state = memberlist.StateAlive // suspicion is reported by Status, not acted on
+	if meta.Left {
+		state = memberlist.StateLeft
 	}
 	n.peersMu.Lock()
 	p := n.peers[m.Name]
@@ -178,6 +185,9 @@ func (n *Node) metaLoop() {
 		case <-n.shutdownCh:
 			return
 		case <-t.C:
+		}
+		if n.leaving.Load() {
+			return
 		}
 		if n.hasState() {
 			if err := n.ml.UpdateNode(5 * time.Second); err != nil {
@@ -278,7 +288,17 @@ func (n *Node) reconcile(ls *leaderState) {
 	n.peersMu.Lock()
 	peers := make(map[string]peer, len(n.peers))
 	for id, p := range n.peers {
-		peers[id] = *p
+		cp := *p
+		// A server that left through Leave stays out for a while even if
+		// gossip has not (yet) heard of its departure.
+		if at, ok := n.leftAt[id]; ok {
+			if time.Since(at) < leftTombstone {
+				cp.state = memberlist.StateLeft
+			} else {
+				delete(n.leftAt, id)
+			}
+		}
+		peers[id] = cp
 	}
 	n.peersMu.Unlock()
 
@@ -341,6 +361,17 @@ func (n *Node) reconcile(ls *leaderState) {
 	}
 }
 
+// leftTombstone is how long the leader keeps a server that left through
+// Leave out of the configuration regardless of gossip; a node that
+// restarts sooner is re-added when it expires.
+const leftTombstone = 30 * time.Second
+
+func (n *Node) markLeft(id string) {
+	n.peersMu.Lock()
+	n.leftAt[id] = time.Now()
+	n.peersMu.Unlock()
+}
+
 func (n *Node) removeServer(id string) error {
 	return n.raft.RemoveServer(raft.ServerID(id), 0, 5*time.Second).Error()
 }
@@ -364,7 +395,11 @@ func (n *Node) Leave(ctx context.Context) error {
 	if others == 0 {
 		return errors.New("cluster: cannot leave: this node is the only server")
 	}
+	n.leaving.Store(true) // stops metaLoop; gossips left=true
 	if n.ml != nil {
+		if err := n.ml.UpdateNode(3 * time.Second); err != nil {
+			n.log.Warn("cluster: gossip leave announcement", "err", err)
+		}
 		if err := n.ml.Leave(5 * time.Second); err != nil {
 			n.log.Warn("cluster: gossip leave", "err", err)
 		}

@@ -159,6 +159,7 @@ func (n *Node) serveInternal(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "not the leader", statusNotLdr)
 			return
 		}
+		n.markLeft(req.ID)
 		if err := n.removeServer(req.ID); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return

@@ -48,6 +48,8 @@ type Node struct {
 
 	peersMu sync.Mutex
 	peers   map[string]*peer // gossip view, including dead and left members
+	leftAt  map[string]time.Time // servers removed by Leave, recently (leader)
+	leaving atomic.Bool
 	joinErr atomic.Pointer[string]
 
 	notifyCh    chan bool
@@ -76,6 +78,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		fsm:          cfg.FSM,
 		pushCh:       make(chan struct{}, 1),
 		peers:        make(map[string]*peer),
+		leftAt:       make(map[string]time.Time),
 		notifyCh:     make(chan bool, 16),
 		reconcileCh:  make(chan struct{}, 1),
 		shutdownCh:   make(chan struct{}),
@@ -355,7 +358,7 @@ type Member struct {
 	// Suffrage is Voter, Nonvoter or Staging in the Raft configuration, or
 	// None for a gossip member that is not (yet) in it.
 	Suffrage string `json:"suffrage"`
-	// Status is the gossip health: alive, suspect, dead, left, or unknown
+	// Status is the gossip health: alive, dead, left, or unknown
 	// for a configured server gossip has not seen.
 	Status  string `json:"status"`
 	Version string `json:"version,omitempty"`
@@ -402,12 +405,6 @@ func (n *Node) Status() Status {
 		self.Status = "alive"
 	}
 	if n.ml != nil {
-		suspect := map[string]bool{}
-		for _, mn := range n.ml.Members() {
-			if mn.State == memberlist.StateSuspect {
-				suspect[mn.Name] = true
-			}
-		}
 		n.peersMu.Lock()
 		for id, p := range n.peers {
 			m := get(id)
@@ -416,9 +413,6 @@ func (n *Node) Status() Status {
 			}
 			m.HTTPAddr, m.Version = p.meta.HTTP, p.meta.Version
 			m.Status = p.status()
-			if suspect[id] && m.Status == "alive" {
-				m.Status = "suspect"
-			}
 		}
 		n.peersMu.Unlock()
 	}

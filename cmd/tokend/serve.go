@@ -166,7 +166,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		DataDir:           c.dataDir,
 		RaftAddr:          c.raftAddr,
 		GossipAddr:        c.gossipAddr,
-		HTTPAddr:          ln.Addr().String(),
+		HTTPAddr:          advertisedHTTP(scheme, ln.Addr().String()),
 		Join:              c.join,
 		BootstrapExpect:   c.bootstrapExpect,
 		ClusterKey:        key,
@@ -235,6 +235,15 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Error("http server stopped", "err", err)
 	}
 	return shutdown(srv, node, c.leaveOnTerminate, log)
+}
+
+// advertisedHTTP is the address peers forward writes to: host:port for
+// plain HTTP, a base URL when the node serves TLS.
+func advertisedHTTP(scheme, addr string) string {
+	if scheme == "https" {
+		return scheme + "://" + addr
+	}
+	return addr
 }
 
 // shutdown stops taking requests, optionally leaves the cluster, then stops
