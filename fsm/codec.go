@@ -63,9 +63,14 @@ func (d *decoder) byte() byte {
 	return v
 }
 
+// canonical reports whether the n-byte varint at the start of b is the
+// shortest encoding of its value (only a one-byte varint may end in 0), so
+// every value has exactly one accepted encoding.
+func canonical(b []byte, n int) bool { return n == 1 || b[n-1] != 0 }
+
 func (d *decoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	if n <= 0 || !canonical(d.b, n) {
 		d.fail()
 		return 0
 	}
@@ -75,7 +80,7 @@ func (d *decoder) uvarint() uint64 {
 
 func (d *decoder) varint() int64 {
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
+	if n <= 0 || !canonical(d.b, n) {
 		d.fail()
 		return 0
 	}

@@ -1,0 +1,384 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// sampleCommands returns one fully populated value of every command type.
+// Every field is set (non-zero, and extreme where that tests the varints),
+// so a field the codec forgets shows up as a DeepEqual failure.
+func sampleCommands() []Command {
+	h := HashOf
+	return []Command{
+		&IssueGrant{
+			ClientID: "client-1", Tenant: "acme", Username: "ålice", Scope: "openid profile read",
+			IssuedAt:    1_700_000_000_123_456_789,
+			Code:        TokenSpec{Hash: h("code0"), ExpiresAt: math.MaxInt64},
+			Access:      TokenSpec{Hash: h("access0"), ExpiresAt: -1},
+			Refresh:     TokenSpec{Hash: h("refresh0"), ExpiresAt: math.MinInt64},
+			RedirectURI: "https://app.example/cb?x=1", CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+		},
+		&RedeemCode{
+			Code: h("code"), ClientID: "client-1", RedirectURI: "https://app.example/cb?x=1",
+			Challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", Now: 42,
+			Access:  TokenSpec{Hash: h("access2"), ExpiresAt: 1 << 40},
+			Refresh: TokenSpec{Hash: h("refresh2"), ExpiresAt: 1<<41 + 3},
+		},
+		&RotateRefresh{
+			Old: h("refresh"), ClientID: "client-1", Scope: "read", Now: -42, Grace: 10_000_000_000,
+			Access:  TokenSpec{Hash: h("access3"), ExpiresAt: 7},
+			Refresh: TokenSpec{Hash: h("refresh3"), ExpiresAt: 8},
+		},
+		&RevokeToken{Token: h("access"), ClientID: "client-1"},
+		&RevokeClient{ClientID: "client-1"},
+		&RevokeSubject{Tenant: "acme", Username: "ålice"},
+		&PutClient{
+			Client: Client{
+				ID: "client-1", Name: "Client One ✓", SecretHash: h("secret"), Public: true,
+				RedirectURIs: []string{"https://a/cb", "", "https://b/cb"},
+				GrantTypes:   []string{"authorization_code", "refresh_token"},
+				Scopes:       []string{"openid"},
+				CreatedAt:    math.MinInt64, UpdatedAt: math.MaxInt64,
+			},
+			Create: true, KeepSecret: true,
+		},
+		&DeleteClient{ClientID: "client-1"},
+		&PutUser{User: User{Tenant: "acme", Username: "ålice", PasswordHash: "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA", CreatedAt: 99}, Create: true},
+		&DeleteUser{Tenant: "acme", Username: "ålice"},
+		&Purge{Now: 1_700_000_000_000_000_000},
+		&Noop{},
+	}
+}
+
+func TestSampleCommandsCoverEveryOp(t *testing.T) {
+	seen := map[op]bool{}
+	for _, c := range sampleCommands() {
+		seen[c.op()] = true
+	}
+	for o := opIssueGrant; o <= opNoop; o++ {
+		if !seen[o] {
+			t.Errorf("op %d has no sample command", o)
+		}
+	}
+}
+
+func TestCodecRoundTrip(t *testing.T) {
+	cmds := append(sampleCommands(),
+		// Zero values round trip too (nil slices stay nil).
+		&IssueGrant{}, &RedeemCode{}, &RotateRefresh{}, &RevokeToken{}, &RevokeClient{},
+		&RevokeSubject{}, &PutClient{}, &DeleteClient{}, &PutUser{}, &DeleteUser{}, &Purge{},
+	)
+	for _, c := range cmds {
+		b := Encode(c)
+		got, err := Decode(b)
+		if err != nil {
+			t.Fatalf("%T: decode: %v", c, err)
+		}
+		if !reflect.DeepEqual(got, c) {
+			t.Errorf("%T: round trip\n got %#v\nwant %#v", c, got, c)
+		}
+		if again := Encode(got); !bytes.Equal(again, b) {
+			t.Errorf("%T: re-encoding differs", c)
+		}
+	}
+}
+
+func TestDecodeRejectsTruncated(t *testing.T) {
+	for _, c := range sampleCommands() {
+		b := Encode(c)
+		for n := 0; n < len(b); n++ {
+			if got, err := Decode(b[:n]); err == nil {
+				t.Errorf("%T: prefix of %d/%d bytes decoded as %#v", c, n, len(b), got)
+			}
+		}
+	}
+}
+
+func TestDecodeRejectsVersionOpTrailing(t *testing.T) {
+	for _, c := range sampleCommands() {
+		b := Encode(c)
+		for _, v := range []byte{0, encodingVersion + 1, 0xff} {
+			bad := append([]byte{v}, b[1:]...)
+			if _, err := Decode(bad); err == nil {
+				t.Errorf("%T: version %d accepted", c, v)
+			}
+		}
+		for _, extra := range [][]byte{{0}, {1, 2, 3}, b} {
+			bad := append(append([]byte(nil), b...), extra...)
+			if _, err := Decode(bad); err == nil {
+				t.Errorf("%T: %d trailing bytes accepted", c, len(extra))
+			}
+		}
+	}
+	for _, o := range []byte{0, byte(opNoop) + 1, 0x7f, 0xff} {
+		if _, err := Decode([]byte{encodingVersion, o}); err == nil {
+			t.Errorf("unknown op %d accepted", o)
+		}
+		if _, err := Decode([]byte{encodingVersion, o, 0, 0, 0}); err == nil {
+			t.Errorf("unknown op %d with body accepted", o)
+		}
+	}
+}
+
+func TestDecodeRejectsInvalidUTF8(t *testing.T) {
+	bad := "ok\xff\xfe"
+	cmds := []Command{
+		&IssueGrant{ClientID: bad},
+		&IssueGrant{Scope: bad},
+		&IssueGrant{CodeChallenge: bad},
+		&RedeemCode{RedirectURI: bad},
+		&RotateRefresh{Scope: bad},
+		&RevokeToken{ClientID: bad},
+		&RevokeClient{ClientID: bad},
+		&RevokeSubject{Username: bad},
+		&PutClient{Client: Client{Name: bad}},
+		&PutClient{Client: Client{RedirectURIs: []string{"fine", bad}}},
+		&PutClient{Client: Client{Scopes: []string{bad}}},
+		&DeleteClient{ClientID: bad},
+		&PutUser{User: User{PasswordHash: bad}},
+		&DeleteUser{Tenant: bad},
+	}
+	for _, c := range cmds {
+		if got, err := Decode(Encode(c)); err == nil {
+			t.Errorf("%T with invalid UTF-8 decoded as %#v", c, got)
+		}
+	}
+}
+
+func TestDecodeRejectsHugeLengths(t *testing.T) {
+	hdr := func(o op) []byte { return []byte{encodingVersion, byte(o)} }
+	uv := func(b []byte, v uint64) []byte { return binary.AppendUvarint(b, v) }
+	cases := map[string][]byte{
+		"string len 2^63":         append(uv(hdr(opRevokeClient), 1<<63), "abc"...),
+		"string len max uint64":   uv(hdr(opRevokeClient), math.MaxUint64),
+		"string len > input":      append(uv(hdr(opRevokeClient), 10), "abc"...),
+		"string len maxString+1":  append(uv(hdr(opRevokeClient), maxString+1), strings.Repeat("a", maxString+1)...),
+		"list count 2^40":         uv(append(uv(uv(hdr(opPutClient), 0), 0), make([]byte, 33)...), 1<<40),
+		"varint 11 bytes":         append(hdr(opPurge), bytes.Repeat([]byte{0xff}, 11)...),
+		"varint overflow 10th":    append(append(hdr(opPurge), bytes.Repeat([]byte{0xff}, 9)...), 0x02),
+		"varint unterminated":     append(hdr(opPurge), 0x80, 0x80),
+		"bool 2":                  append(Encode(&PutUser{})[:len(Encode(&PutUser{}))-1], 2),
+		"client public flag 0x80": mutateClientPublic(0x80),
+	}
+	for name, b := range cases {
+		if got, err := Decode(b); err == nil {
+			t.Errorf("%s: decoded as %#v", name, got)
+		}
+	}
+	// A string at exactly maxString is still accepted.
+	ok := append(uv(hdr(opRevokeClient), maxString), strings.Repeat("a", maxString)...)
+	if _, err := Decode(ok); err != nil {
+		t.Errorf("string of maxString bytes rejected: %v", err)
+	}
+}
+
+func mutateClientPublic(v byte) []byte {
+	b := Encode(&PutClient{})
+	// version, op, id len 0, name len 0, 32-byte hash, then the Public flag.
+	b[2+1+1+32] = v
+	return b
+}
+
+// TestDecodeRejectsOverlongVarints: a length, count or timestamp written
+// with more bytes than it needs is not an encoding Encode produces, so it is
+// refused; every accepted input has exactly one encoding.
+func TestDecodeRejectsOverlongVarints(t *testing.T) {
+	cases := map[string][]byte{
+		"purge now 0 as 0x80 0x00":         {encodingVersion, byte(opPurge), 0x80, 0x00},
+		"purge now 1 as 0x82 0x80 0x00":    {encodingVersion, byte(opPurge), 0x82, 0x80, 0x00},
+		"revoke client len 0 as 0x80 0x00": {encodingVersion, byte(opRevokeClient), 0x80, 0x00},
+	}
+	for name, b := range cases {
+		if got, err := Decode(b); err == nil {
+			t.Errorf("%s: decoded as %#v (re-encodes to %x)", name, got, Encode(got))
+		}
+	}
+	// Canonical multi-byte varints still decode.
+	for _, v := range []int64{63, 64, -65, 1 << 20, math.MaxInt64, math.MinInt64} {
+		b := Encode(&Purge{Now: v})
+		c, err := Decode(b)
+		if err != nil || c.(*Purge).Now != v {
+			t.Errorf("purge %d: %v %#v", v, err, c)
+		}
+	}
+}
+
+func TestDecodeNeverPanicsOnMutations(t *testing.T) {
+	for _, c := range sampleCommands() {
+		b := Encode(c)
+		for i := range b {
+			for _, x := range []byte{0x00, 0x01, 0x7f, 0x80, 0xff} {
+				m := append([]byte(nil), b...)
+				m[i] = x
+				if got, err := Decode(m); err == nil && !bytes.Equal(Encode(got), m) {
+					t.Errorf("%T byte %d=%#x: decodes but re-encodes differently", c, i, x)
+				}
+			}
+		}
+	}
+}
+
+func TestResultRoundTrip(t *testing.T) {
+	results := []Result{
+		{},
+		{Outcome: OK, Index: 1, GrantID: 1, IssuedCount: 1, Count: 0},
+		{Outcome: Reused, Index: 1 << 40, GrantID: 77, IssuedCount: 3, Count: 9},
+		{Outcome: BadCommand, Index: math.MaxUint64, GrantID: math.MaxUint64, IssuedCount: math.MaxUint64, Count: math.MaxUint64},
+	}
+	for o := OK; o <= BadCommand; o++ {
+		results = append(results, Result{Outcome: o, Index: uint64(o) * 1000})
+	}
+	for _, r := range results {
+		b := EncodeResult(r)
+		got, err := DecodeResult(b)
+		if err != nil || got != r {
+			t.Errorf("round trip %+v: got %+v, %v", r, got, err)
+		}
+		for n := 0; n < len(b); n++ {
+			if _, err := DecodeResult(b[:n]); err == nil {
+				t.Errorf("%+v: prefix %d/%d accepted", r, n, len(b))
+			}
+		}
+		if _, err := DecodeResult(append(b, 0)); err == nil {
+			t.Errorf("%+v: trailing byte accepted", r)
+		}
+	}
+}
+
+func TestOutcomeErr(t *testing.T) {
+	if OK.Err() != nil || (Result{}).Err() != nil {
+		t.Fatal("OK has an error")
+	}
+	want := map[Outcome]error{NotFound: ErrNotFound, WrongClient: ErrWrongClient, Revoked: ErrRevoked,
+		Reused: ErrReused, Mismatch: ErrMismatch, Exists: ErrExists, BadCommand: ErrBadCommand}
+	for o, e := range want {
+		if o.Err() != e || (Result{Outcome: o}).Err() != e {
+			t.Errorf("outcome %d: %v", o, o.Err())
+		}
+	}
+	if Outcome(200).Err() == nil {
+		t.Error("unknown outcome has no error")
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, c := range sampleCommands() {
+		f.Add(Encode(c))
+	}
+	f.Add([]byte{})
+	f.Add([]byte{encodingVersion})
+	f.Add([]byte{encodingVersion, byte(opPurge), 0x80, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Decode(data)
+		if err != nil {
+			if c != nil {
+				t.Fatalf("error %v with a command %#v", err, c)
+			}
+			return
+		}
+		b := Encode(c)
+		if !bytes.Equal(b, data) {
+			t.Fatalf("decoded %#v re-encodes to\n%x\nnot\n%x", c, b, data)
+		}
+		c2, err := Decode(b)
+		if err != nil || !reflect.DeepEqual(c, c2) {
+			t.Fatalf("second decode: %v %#v vs %#v", err, c2, c)
+		}
+	})
+}
+
+// fuzzFixture is a small state with a client, a user and a grant whose
+// token hashes the seed corpus refers to, so mutated commands reach the
+// conditional paths of Apply and not only NotFound.
+func fuzzFixture() *FSM {
+	f := New()
+	cmds := []Command{
+		&PutClient{Client: Client{ID: "client-1", Scopes: []string{"read"}}, Create: true},
+		&PutUser{User: User{Tenant: "acme", Username: "ålice"}, Create: true},
+		&IssueGrant{ClientID: "client-1", Tenant: "acme", Username: "ålice", Scope: "openid profile read", IssuedAt: 0,
+			Code: TokenSpec{HashOf("code"), 1 << 62}, Access: TokenSpec{HashOf("access"), 1 << 62},
+			Refresh: TokenSpec{HashOf("refresh"), 1 << 62}, RedirectURI: "https://app.example/cb?x=1",
+			CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"},
+		&IssueGrant{ClientID: "client-1", IssuedAt: 0, Access: TokenSpec{HashOf("cc"), 1 << 62}},
+	}
+	for i, c := range cmds {
+		f.Apply(uint64(i+1), Encode(c))
+	}
+	return f
+}
+
+// indexedHashes lists every hash held in f's token index.
+func indexedHashes(f *FSM) []Hash {
+	var hs []Hash
+	for i := range f.tokens.shards {
+		for h := range f.tokens.shards[i].m {
+			hs = append(hs, h)
+		}
+	}
+	return hs
+}
+
+func FuzzApply(f *testing.F) {
+	for _, c := range sampleCommands() {
+		f.Add(Encode(c))
+	}
+	f.Add([]byte{})
+	f.Add([]byte{encodingVersion, 0xff})
+	f.Add([]byte{2, byte(opNoop)})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fs := fuzzFixture()
+		before := digest(fs)
+		const idx = 1000
+		r := fs.Apply(idx, data)
+		if r.Index != idx || fs.AppliedIndex() != idx {
+			t.Fatalf("index: result %d, applied %d", r.Index, fs.AppliedIndex())
+		}
+		c, err := Decode(data)
+		if err != nil {
+			if r.Outcome != BadCommand {
+				t.Fatalf("undecodable input: outcome %d", r.Outcome)
+			}
+			if digest(fs) != before {
+				t.Fatal("undecodable input changed the state")
+			}
+			return
+		}
+		if r.Outcome == BadCommand {
+			t.Fatalf("decodable input reported BadCommand")
+		}
+		switch c.(type) {
+		case *DeleteClient, *DeleteUser:
+			// A NotFound delete still clears the counter of that name.
+		default:
+			if r.Outcome != OK && r.Outcome != Reused && digest(fs) != before {
+				t.Fatalf("outcome %d changed the state:\n%s", r.Outcome, diffLines(before, digest(fs)))
+			}
+		}
+		// The state must still serve reads and survive a snapshot with
+		// the same behaviour.
+		var buf bytes.Buffer
+		fs.Snapshot().WriteTo(&buf)
+		g := New()
+		if err := g.Restore(&buf); err != nil {
+			t.Fatalf("restore after apply: %v", err)
+		}
+		hs := append(indexedHashes(fs), indexedHashes(g)...)
+		for _, now := range []int64{-1 << 62, 0, 43, 1 << 61} {
+			for _, h := range hs {
+				t1, ok1 := fs.Lookup(h, now)
+				t2, ok2 := g.Lookup(h, now)
+				if ok1 != ok2 || t1 != t2 {
+					t.Fatalf("lookup %x at %d: %v %+v vs restored %v %+v", h[:4], now, ok1, t1, ok2, t2)
+				}
+			}
+		}
+		if fs.AppliedIndex() != g.AppliedIndex() || !reflect.DeepEqual(fs.Clients(), g.Clients()) || !reflect.DeepEqual(fs.Users(), g.Users()) {
+			t.Fatal("restored clients, users or index differ")
+		}
+	})
+}
