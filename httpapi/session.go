@@ -1,0 +1,200 @@
+package httpapi
+
+import (
+	"crypto/subtle"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Login sessions.
+//
+// An authorization request that passed validation becomes an authSession
+// held in this node's memory under a random request id. The login and
+// consent forms carry the request id and a CSRF token in hidden fields; the
+// browser carries a random binding value in a short-lived cookie. A form
+// post is accepted only when all three match, so a page from another site
+// cannot post the forms (it knows neither the request id nor the CSRF
+// token) and a leaked request id is useless without the browser's cookie.
+// The cookie is shared by all of a browser's pending requests, so two tabs
+// can sign in to two applications at once.
+//
+// Sessions are per node: a load balancer in front of several nodes must
+// keep a browser on one node for the minute it spends on the login pages
+// (session affinity), or the login post is answered "expired". Only the
+// authorization code, issued through Raft, has to be visible everywhere.
+//
+// The store is bounded: sessions expire after sessionTTL, finished ones are
+// deleted, and when maxSessions are pending the oldest is dropped, so a
+// flood of /authorize requests costs bounded memory and only ever evicts
+// the flood's own oldest entries first.
+
+const (
+	sessionCookie = "tokend_authz"
+	sessionTTL    = 10 * time.Minute
+	maxSessions   = 10_000
+)
+
+// authRequest is a validated authorization request.
+type authRequest struct {
+	clientID     string
+	redirectURI  string // the effective one: as given, or the single registered one
+	responseType string // "code" or "token"
+	scope        string // resolved against the client's registration
+	state        string
+	tenant       string // as named by tenant_id; "" when not named
+	challenge    string // PKCE S256 challenge, "" when none
+	prefix       string // "" or "/oauth": which path family the browser uses
+}
+
+// fragment reports whether responses go in the URL fragment (implicit).
+func (a *authRequest) fragment() bool { return a.responseType == "token" }
+
+type authSession struct {
+	id      string // request id, in the forms' hidden request_id field
+	browser string // the cookie value this request is bound to
+	csrf    string
+	req     authRequest
+	expires time.Time
+	// Set once the user has signed in.
+	username, tenant string
+}
+
+type sessionStore struct {
+	mu    sync.Mutex
+	m     map[string]*authSession
+	order []*authSession // creation order == expiry order
+	head  int
+	max   int
+	ttl   time.Duration
+}
+
+func newSessionStore(max int, ttl time.Duration) *sessionStore {
+	return &sessionStore{m: make(map[string]*authSession), max: max, ttl: ttl}
+}
+
+// create stores a new session for req bound to browser.
+func (st *sessionStore) create(now time.Time, browser string, req authRequest) *authSession {
+	sess := &authSession{
+		id:      newSecret(""),
+		browser: browser,
+		csrf:    newSecret(""),
+		req:     req,
+		expires: now.Add(st.ttl),
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	// Drop expired sessions, finished ones at the front, and the oldest
+	// while full.
+	for st.head < len(st.order) {
+		old := st.order[st.head]
+		cur, live := st.m[old.id]
+		live = live && cur == old
+		if live && now.Before(old.expires) && len(st.m) < st.max {
+			break
+		}
+		if live {
+			delete(st.m, old.id)
+		}
+		st.order[st.head] = nil
+		st.head++
+	}
+	if st.head > 1024 && st.head*2 > len(st.order) {
+		st.order = append(st.order[:0:0], st.order[st.head:]...)
+		st.head = 0
+	}
+	st.m[sess.id] = sess
+	st.order = append(st.order, sess)
+	return sess
+}
+
+// get returns a copy of a live session by request id.
+func (st *sessionStore) get(now time.Time, id string) (authSession, bool) {
+	if id == "" {
+		return authSession{}, false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	sess, ok := st.m[id]
+	if !ok || !now.Before(sess.expires) {
+		return authSession{}, false
+	}
+	return *sess, true
+}
+
+// signIn records the signed-in user and rotates the CSRF token, returning
+// the new one; false when the session is gone.
+func (st *sessionStore) signIn(id, username, tenant string) (string, bool) {
+	csrf := newSecret("")
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	sess, ok := st.m[id]
+	if !ok {
+		return "", false
+	}
+	sess.username, sess.tenant, sess.csrf = username, tenant, csrf
+	return csrf, true
+}
+
+// take removes the session and reports whether it was still there, so two
+// concurrent consent posts finish it exactly once.
+func (st *sessionStore) take(id string) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, ok := st.m[id]; ok {
+		delete(st.m, id)
+		return true
+	}
+	return false
+}
+
+func (st *sessionStore) len() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.m)
+}
+
+// browserID returns the browser's binding cookie value, minting and
+// setting a new one when it has none (or one that is not ours).
+func (s *Server) browserID(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(sessionCookie); err == nil && validSecret(c.Value) {
+		s.setSessionCookie(w, c.Value) // extend it
+		return c.Value
+	}
+	id := newSecret("")
+	s.setSessionCookie(w, id)
+	return id
+}
+
+func (s *Server) setSessionCookie(w http.ResponseWriter, value string) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     sessionCookie,
+		Value:    value,
+		Path:     "/",
+		MaxAge:   int(sessionTTL / time.Second),
+		HttpOnly: true,
+		Secure:   s.cfg.SecureCookies,
+		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// validSecret reports whether v looks like a value newSecret("") made.
+func validSecret(v string) bool {
+	if len(v) != 43 {
+		return false
+	}
+	_, err := tokenEncoding.DecodeString(v)
+	return err == nil
+}
+
+// checkBinding verifies that a form post comes from the browser the
+// session was created for and carries the session's CSRF token.
+func checkBinding(r *http.Request, sess authSession, csrf string) bool {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return false
+	}
+	okCookie := subtle.ConstantTimeCompare([]byte(c.Value), []byte(sess.browser)) == 1
+	okCSRF := subtle.ConstantTimeCompare([]byte(csrf), []byte(sess.csrf)) == 1
+	return okCookie && okCSRF
+}
