@@ -24,6 +24,7 @@ type FSM struct {
 	byClient  map[string]map[uint64]*grant
 	bySubject map[userKey]map[uint64]*grant
 	interned  map[string]string
+	scopes    map[string]*string // narrowed scopes, shared by the records using them
 
 	applied atomic.Uint64
 }
@@ -52,6 +53,7 @@ func (f *FSM) reset() {
 	f.byClient = make(map[string]map[uint64]*grant)
 	f.bySubject = make(map[userKey]map[uint64]*grant)
 	f.interned = make(map[string]string)
+	f.scopes = make(map[string]*string)
 }
 
 // AppliedIndex is the log index of the last command applied.
@@ -112,6 +114,38 @@ func (f *FSM) intern(s string) string {
 	return s
 }
 
+// internScope returns the shared pointer for a narrowed scope.
+func (f *FSM) internScope(s string) *string {
+	if p, ok := f.scopes[s]; ok {
+		return p
+	}
+	p := &s
+	f.scopes[s] = p
+	return p
+}
+
+// fresh reports whether none of the tokens to be created is already in the
+// index. Honest nodes mint 256-bit random tokens, so a clash means a buggy
+// or hostile proposer; refusing it keeps one hash from belonging to two
+// grants, which would let replicas that replayed the log and replicas that
+// restored a snapshot disagree.
+func (f *FSM) fresh(specs ...TokenSpec) bool {
+	for i, t := range specs {
+		if t.Hash.IsZero() {
+			continue
+		}
+		if _, ok := f.tokens.get(t.Hash); ok {
+			return false
+		}
+		for _, u := range specs[:i] {
+			if u.Hash == t.Hash {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func (f *FSM) issueGrant(index uint64, c *IssueGrant) Result {
 	f.mu.RLock()
 	_, known := f.clients[c.ClientID]
@@ -119,15 +153,19 @@ func (f *FSM) issueGrant(index uint64, c *IssueGrant) Result {
 	if !known {
 		return Result{Outcome: NotFound}
 	}
+	if !f.fresh(c.Code, c.Access, c.Refresh) {
+		return Result{Outcome: Exists}
+	}
 	g := &grant{
-		id:            index,
-		clientID:      f.intern(c.ClientID),
-		tenant:        f.intern(c.Tenant),
-		username:      f.intern(c.Username),
-		scope:         f.intern(c.Scope),
-		redirectURI:   c.RedirectURI,
-		codeChallenge: c.CodeChallenge,
-		issuedAt:      c.IssuedAt,
+		id:       index,
+		clientID: f.intern(c.ClientID),
+		tenant:   f.intern(c.Tenant),
+		username: f.intern(c.Username),
+		scope:    f.intern(c.Scope),
+		issuedAt: c.IssuedAt,
+	}
+	if !c.Code.Hash.IsZero() {
+		g.code = &codeBinding{redirectURI: c.RedirectURI, challenge: c.CodeChallenge}
 	}
 	f.grants[g.id] = g
 	addTo(f.byClient, g.clientID, g)
@@ -135,17 +173,15 @@ func (f *FSM) issueGrant(index uint64, c *IssueGrant) Result {
 		addTo(f.bySubject, userKey{g.tenant, g.username}, g)
 	}
 	if !c.Code.Hash.IsZero() {
-		f.addToken(g, c.Code, KindCode, g.scope, c.IssuedAt)
+		f.addToken(g, c.Code, KindCode, nil, c.IssuedAt)
 	}
 	r := Result{GrantID: g.id}
 	if !c.Access.Hash.IsZero() {
-		f.addToken(g, c.Access, KindAccess, g.scope, c.IssuedAt)
-		g.curAccess = c.Access.Hash
+		f.addToken(g, c.Access, KindAccess, nil, c.IssuedAt)
 		r.IssuedCount = f.countIssue(g, c.IssuedAt)
 	}
 	if !c.Refresh.Hash.IsZero() {
-		f.addToken(g, c.Refresh, KindRefresh, g.scope, c.IssuedAt)
-		g.curRefresh = c.Refresh.Hash
+		f.addToken(g, c.Refresh, KindRefresh, nil, c.IssuedAt)
 	}
 	return r
 }
@@ -159,7 +195,7 @@ func addTo[K comparable](m map[K]map[uint64]*grant, k K, g *grant) {
 	set[g.id] = g
 }
 
-func (f *FSM) addToken(g *grant, t TokenSpec, kind Kind, scope string, now int64) {
+func (f *FSM) addToken(g *grant, t TokenSpec, kind Kind, scope *string, now int64) {
 	f.tokens.put(t.Hash, record{grant: g, scope: scope, issuedAt: now, expiresAt: t.ExpiresAt, kind: kind})
 	g.tokens = append(g.tokens, t.Hash)
 }
@@ -198,59 +234,75 @@ func (f *FSM) redeemCode(c *RedeemCode) Result {
 		f.revokeGrant(g)
 		return Result{Outcome: Reused, GrantID: g.id}
 	}
-	if c.RedirectURI != g.redirectURI || c.Challenge != g.codeChallenge {
+	var want codeBinding
+	if g.code != nil {
+		want = *g.code
+	}
+	if c.RedirectURI != want.redirectURI || c.Challenge != want.challenge {
 		return Result{Outcome: Mismatch}
+	}
+	if !f.fresh(c.Access, c.Refresh) {
+		return Result{Outcome: Exists}
 	}
 	r.state = stateRedeemed
 	f.tokens.put(c.Code, r)
 	res := Result{GrantID: g.id}
 	if !c.Access.Hash.IsZero() {
-		f.addToken(g, c.Access, KindAccess, g.scope, c.Now)
-		g.curAccess = c.Access.Hash
+		f.addToken(g, c.Access, KindAccess, nil, c.Now)
 		res.IssuedCount = f.countIssue(g, c.Now)
 	}
 	if !c.Refresh.Hash.IsZero() {
-		f.addToken(g, c.Refresh, KindRefresh, g.scope, c.Now)
-		g.curRefresh = c.Refresh.Hash
+		f.addToken(g, c.Refresh, KindRefresh, nil, c.Now)
 	}
 	return res
 }
 
 func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 	r, ok := f.live(c.Old, KindRefresh, c.Now)
-	if !ok {
+	if !ok || c.Access.Hash.IsZero() || c.Refresh.Hash.IsZero() {
 		return Result{Outcome: NotFound}
 	}
 	g := r.grant
 	if g.clientID != c.ClientID {
 		return Result{Outcome: WrongClient}
 	}
-	scope := g.scope
-	if c.Scope != "" {
-		if !ScopeSubset(c.Scope, g.scope) {
-			return Result{Outcome: Mismatch}
-		}
-		scope = f.intern(c.Scope)
-	}
+	// Reuse is judged before anything else about the request: a replayed
+	// token must cost the grant whatever scope it asks for.
+	old := g.rot.Load()
+	retry := false
 	if r.state == stateRotated {
-		if c.Old != g.prevRefresh || c.Now-g.rotatedAt > c.Grace {
+		if old == nil || c.Old != old.prev || c.Now-old.rotatedAt > c.Grace {
 			f.revokeGrant(g)
 			return Result{Outcome: Reused, GrantID: g.id}
 		}
+		retry = true
+	}
+	var scope *string
+	if c.Scope != "" && c.Scope != g.scope {
+		if !ScopeSubset(c.Scope, g.scope) {
+			return Result{Outcome: Mismatch}
+		}
+		scope = f.internScope(c.Scope)
+	}
+	if !f.fresh(c.Access, c.Refresh) {
+		return Result{Outcome: Exists}
+	}
+	next := &rotation{cur: c.Refresh.Hash, curAccess: c.Access.Hash, prev: c.Old, rotatedAt: c.Now}
+	if retry {
 		// A retry within the grace window: the successor was never used
-		// (it would have become prevRefresh otherwise), so drop it and
-		// the access token issued with it.
-		f.dropToken(g, g.curRefresh)
-		f.dropToken(g, g.curAccess)
+		// (it would have become prev otherwise), so drop it and the access
+		// token issued with it. The window keeps counting from the first
+		// rotation.
+		f.dropToken(g, old.cur)
+		f.dropToken(g, old.curAccess)
+		next.rotatedAt = old.rotatedAt
 	} else {
 		r.state = stateRotated
 		f.tokens.put(c.Old, r)
-		g.prevRefresh = c.Old
-		g.rotatedAt = c.Now
 	}
+	g.rot.Store(next)
 	f.addToken(g, c.Access, KindAccess, scope, c.Now)
-	f.addToken(g, c.Refresh, KindRefresh, g.scope, c.Now)
-	g.curAccess, g.curRefresh = c.Access.Hash, c.Refresh.Hash
+	f.addToken(g, c.Refresh, KindRefresh, nil, c.Now)
 	return Result{GrantID: g.id, IssuedCount: f.countIssue(g, c.Now)}
 }
 
@@ -354,8 +406,10 @@ func cloneClient(c *Client) *Client {
 func (f *FSM) deleteClient(c *DeleteClient) Result {
 	f.mu.Lock()
 	_, ok := f.clients[c.ClientID]
-	delete(f.clients, c.ClientID)
-	delete(f.counters, c.ClientID)
+	if ok {
+		delete(f.clients, c.ClientID)
+		delete(f.counters, c.ClientID)
+	}
 	f.mu.Unlock()
 	if !ok {
 		return Result{Outcome: NotFound}
@@ -386,8 +440,10 @@ func (f *FSM) deleteUser(c *DeleteUser) Result {
 	k := userKey{c.Tenant, c.Username}
 	f.mu.Lock()
 	_, ok := f.users[k]
-	delete(f.users, k)
-	delete(f.counters, subjectOf("", c.Tenant, c.Username))
+	if ok {
+		delete(f.users, k)
+		delete(f.counters, subjectOf("", c.Tenant, c.Username))
+	}
 	f.mu.Unlock()
 	if !ok {
 		return Result{Outcome: NotFound}
@@ -442,12 +498,12 @@ func (f *FSM) Lookup(h Hash, now int64) (Token, bool) {
 		ClientID:  g.clientID,
 		Tenant:    g.tenant,
 		Username:  g.username,
-		Scope:     r.scope,
+		Scope:     r.scopeOf(),
 		IssuedAt:  r.issuedAt,
 		ExpiresAt: r.expiresAt,
 	}
-	if r.kind == KindCode {
-		t.RedirectURI, t.CodeChallenge = g.redirectURI, g.codeChallenge
+	if r.kind == KindCode && g.code != nil {
+		t.RedirectURI, t.CodeChallenge = g.code.redirectURI, g.code.challenge
 	}
 	return t, true
 }

@@ -126,7 +126,7 @@ func digest(f *FSM) string {
 		s.mu.RLock()
 		for h, r := range s.m {
 			lines = append(lines, fmt.Sprintf("token %x grant=%d kind=%d state=%d scope=%q iat=%d exp=%d revoked=%v",
-				h, r.grant.id, r.kind, r.state, r.scope, r.issuedAt, r.expiresAt, r.grant.revoked.Load()))
+				h, r.grant.id, r.kind, r.state, r.scopeOf(), r.issuedAt, r.expiresAt, r.grant.revoked.Load()))
 		}
 		s.mu.RUnlock()
 	}
@@ -136,9 +136,17 @@ func digest(f *FSM) string {
 			toks[i] = fmt.Sprintf("%x", h[:6])
 		}
 		sort.Strings(toks)
+		var code codeBinding
+		if g.code != nil {
+			code = *g.code
+		}
+		var rot rotation
+		if r := g.rot.Load(); r != nil {
+			rot = *r
+		}
 		lines = append(lines, fmt.Sprintf("grant %d id=%d %q %q %q %q %q %q iat=%d cur=%x/%x prev=%x rot=%d revoked=%v tokens=%v",
-			id, g.id, g.clientID, g.tenant, g.username, g.scope, g.redirectURI, g.codeChallenge, g.issuedAt,
-			g.curRefresh[:6], g.curAccess[:6], g.prevRefresh[:6], g.rotatedAt, g.revoked.Load(), toks))
+			id, g.id, g.clientID, g.tenant, g.username, g.scope, code.redirectURI, code.challenge, g.issuedAt,
+			rot.cur[:6], rot.curAccess[:6], rot.prev[:6], rot.rotatedAt, g.revoked.Load(), toks))
 	}
 	for k, set := range f.byClient {
 		lines = append(lines, fmt.Sprintf("byClient %q %v", k, grantIDs(set)))

@@ -7,16 +7,25 @@ import (
 
 const shardCount = 256
 
-// record is one token in the index. It is a small value (no pointer to a
-// per-token allocation) so a million tokens cost a million map slots and
-// nothing else.
+// record is one token in the index. It is a small value (no per-token
+// allocation) so a million tokens cost a million map slots and little else.
 type record struct {
-	grant     *grant
-	scope     string // interned; may be narrower than the grant's
+	grant *grant
+	// scope is nil when the token carries its grant's scope; only access
+	// tokens issued by a narrowing refresh point at their own.
+	scope     *string
 	issuedAt  int64
 	expiresAt int64
 	kind      Kind
 	state     recState
+}
+
+// scopeOf is the token's effective scope.
+func (r *record) scopeOf() string {
+	if r.scope != nil {
+		return *r.scope
+	}
+	return r.grant.scope
 }
 
 type recState uint8
@@ -29,23 +38,31 @@ const (
 	stateRedeemed
 )
 
-// grant is one authorization. Its identity fields never change after
-// creation; revoked is atomic because readers check it without the apply
-// goroutine's cooperation. The remaining fields belong to the apply
-// goroutine (and Snapshot, which raft never runs concurrently with Apply).
+// grant is one authorization. Everything a reader or a snapshot touches is
+// either immutable after creation or atomic: revoked is a flag readers
+// check, and rot is replaced (never modified) on each rotation, so a
+// snapshot can hold the pointer it saw. tokens belongs to the apply
+// goroutine alone. State that only some grants need (a code binding, a
+// refresh chain) hangs off pointers so the common grant stays small.
 type grant struct {
-	id                         uint64
-	clientID, tenant, username string
-	scope                      string
-	redirectURI, codeChallenge string
-	issuedAt                   int64
-	revoked                    atomic.Bool
+	id                                uint64
+	clientID, tenant, username, scope string
+	issuedAt                          int64
+	code                              *codeBinding // nil unless issued with a code
+	revoked                           atomic.Bool
+	rot                               atomic.Pointer[rotation] // nil until the first refresh
+	tokens                            []Hash                   // every token of the grant still in the index
+}
 
-	tokens []Hash // every token of the grant still in the index
-	// The refresh chain: the live refresh token and access token issued
-	// with it, and the most recently rotated-out refresh token.
-	curRefresh, curAccess, prevRefresh Hash
-	rotatedAt                          int64
+// codeBinding is what redeeming a grant's authorization code must match.
+type codeBinding struct{ redirectURI, challenge string }
+
+// rotation is a grant's refresh chain after its first refresh: the live
+// refresh token and the access token issued with it, and the most recently
+// rotated-out refresh token with the time it was rotated.
+type rotation struct {
+	cur, curAccess, prev Hash
+	rotatedAt            int64
 }
 
 type shard struct {

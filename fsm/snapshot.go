@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 )
 
 // Snapshot format (version 1), all integers as in codec.go:
@@ -14,18 +15,20 @@ import (
 //	clients:  count, then each client
 //	users:    count, then each user
 //	counters: count, then subject, count, last
-//	grants:   count, then id, client, tenant, username, scope, redirect URI,
-//	          code challenge, issuedAt, curRefresh, curAccess, prevRefresh,
-//	          rotatedAt
+//	grants:   count, then id, client, tenant, username, scope, issuedAt,
+//	          code flag (+ redirect URI, challenge),
+//	          rotation flag (+ cur, curAccess, prev, rotatedAt)
 //	tokens:   count, then hash, grant id, kind, state, own-scope flag
 //	          (+ scope), issuedAt, expiresAt
 //
-// Snapshot encodes the state into one buffer while the apply goroutine is
-// paused (raft never runs Snapshot concurrently with Apply), so the image is
-// point-in-time; readers keep going because the shards are only read-locked.
-// Persist then streams the buffer to the sink while Apply resumes. At about
-// 60 bytes per token the buffer is far smaller than the live index, and
-// encoding a million tokens takes a fraction of a second (BENCHMARKS.md).
+// Snapshot runs on the apply goroutine (raft never runs it concurrently
+// with Apply) and only clones: the 256 shard maps of value records
+// (maps.Clone copies their tables wholesale), the small client, user and
+// counter tables, and each grant's current rotation pointer. Everything a
+// record points at is immutable or replaced rather than modified, so the
+// clone is a point-in-time image that WriteTo can encode and stream while
+// Apply carries on. Readers are never blocked: shards are only read-locked
+// while they are cloned.
 
 var snapshotMagic = [4]byte{'T', 'K', 'D', 'S'}
 
@@ -33,86 +36,155 @@ const snapshotVersion = 1
 
 // Snapshot is a point-in-time image of the state.
 type Snapshot struct {
-	data []byte
+	applied  uint64
+	clients  []*Client
+	users    []*User
+	counters map[string]counter
+	shards   [shardCount]map[Hash]record
+	rots     map[*grant]*rotation
 }
-
-// WriteTo streams the image to w.
-func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
-	n, err := w.Write(s.data)
-	return int64(n), err
-}
-
-// Size is the encoded size in bytes.
-func (s *Snapshot) Size() int { return len(s.data) }
 
 // Snapshot captures the current state. It must not run concurrently with
-// Apply.
+// Apply; the returned image may be written while Apply continues.
 func (f *FSM) Snapshot() *Snapshot {
-	e := encoder{b: make([]byte, 0, 64*1024+f.tokens.len()*64)}
+	s := &Snapshot{applied: f.AppliedIndex(), rots: make(map[*grant]*rotation)}
+	f.mu.RLock()
+	for _, c := range f.clients {
+		s.clients = append(s.clients, c)
+	}
+	for _, u := range f.users {
+		s.users = append(s.users, u)
+	}
+	s.counters = maps.Clone(f.counters)
+	f.mu.RUnlock()
+	for i := range f.tokens.shards {
+		sh := &f.tokens.shards[i]
+		sh.mu.RLock()
+		s.shards[i] = maps.Clone(sh.m)
+		sh.mu.RUnlock()
+	}
+	for _, g := range f.grants {
+		if r := g.rot.Load(); r != nil {
+			s.rots[g] = r
+		}
+	}
+	return s
+}
+
+// WriteTo encodes and streams the image to w.
+func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	cw := &countingWriter{w: w}
+	bw := bufio.NewWriterSize(cw, 1<<20)
+	e := encoder{b: make([]byte, 0, 64<<10)}
+	flush := func() error {
+		if len(e.b) < 60<<10 {
+			return nil
+		}
+		_, err := bw.Write(e.b)
+		e.b = e.b[:0]
+		return err
+	}
+
 	e.b = append(e.b, snapshotMagic[:]...)
 	e.byte(snapshotVersion)
-	e.uvarint(f.AppliedIndex())
-
-	f.mu.RLock()
-	e.uvarint(uint64(len(f.clients)))
-	for _, c := range f.clients {
+	e.uvarint(s.applied)
+	e.uvarint(uint64(len(s.clients)))
+	for _, c := range s.clients {
 		encodeClient(&e, c)
+		if err := flush(); err != nil {
+			return cw.n, err
+		}
 	}
-	e.uvarint(uint64(len(f.users)))
-	for _, u := range f.users {
+	e.uvarint(uint64(len(s.users)))
+	for _, u := range s.users {
 		encodeUser(&e, u)
+		if err := flush(); err != nil {
+			return cw.n, err
+		}
 	}
-	e.uvarint(uint64(len(f.counters)))
-	for k, c := range f.counters {
+	e.uvarint(uint64(len(s.counters)))
+	for k, c := range s.counters {
 		e.string(k)
 		e.uvarint(c.count)
 		e.varint(c.last)
+		if err := flush(); err != nil {
+			return cw.n, err
+		}
 	}
-	f.mu.RUnlock()
 
-	e.uvarint(uint64(len(f.grants)))
-	for _, g := range f.grants {
+	// The grants are exactly those the cloned records point at.
+	seen := make(map[*grant]struct{})
+	var grants []*grant
+	tokens := 0
+	for _, m := range s.shards {
+		tokens += len(m)
+		for _, r := range m {
+			if _, ok := seen[r.grant]; !ok {
+				seen[r.grant] = struct{}{}
+				grants = append(grants, r.grant)
+			}
+		}
+	}
+	e.uvarint(uint64(len(grants)))
+	for _, g := range grants {
 		e.uvarint(g.id)
 		e.string(g.clientID)
 		e.string(g.tenant)
 		e.string(g.username)
 		e.string(g.scope)
-		e.string(g.redirectURI)
-		e.string(g.codeChallenge)
 		e.varint(g.issuedAt)
-		e.hash(g.curRefresh)
-		e.hash(g.curAccess)
-		e.hash(g.prevRefresh)
-		e.varint(g.rotatedAt)
+		e.bool(g.code != nil)
+		if g.code != nil {
+			e.string(g.code.redirectURI)
+			e.string(g.code.challenge)
+		}
+		rot := s.rots[g]
+		e.bool(rot != nil)
+		if rot != nil {
+			e.hash(rot.cur)
+			e.hash(rot.curAccess)
+			e.hash(rot.prev)
+			e.varint(rot.rotatedAt)
+		}
+		if err := flush(); err != nil {
+			return cw.n, err
+		}
 	}
 
-	// The token count is not known until the shards are walked; reserve a
-	// fixed-width slot for it.
-	countAt := len(e.b)
-	e.b = append(e.b, make([]byte, 8)...)
-	var n uint64
-	for i := range f.tokens.shards {
-		s := &f.tokens.shards[i]
-		s.mu.RLock()
-		for h, r := range s.m {
+	e.uvarint(uint64(tokens))
+	for _, m := range s.shards {
+		for h, r := range m {
 			e.hash(h)
 			e.uvarint(r.grant.id)
 			e.byte(byte(r.kind))
 			e.byte(byte(r.state))
-			if r.scope == r.grant.scope {
-				e.byte(0)
-			} else {
-				e.byte(1)
-				e.string(r.scope)
+			e.bool(r.scope != nil)
+			if r.scope != nil {
+				e.string(*r.scope)
 			}
 			e.varint(r.issuedAt)
 			e.varint(r.expiresAt)
-			n++
+			if err := flush(); err != nil {
+				return cw.n, err
+			}
 		}
-		s.mu.RUnlock()
 	}
-	binary.BigEndian.PutUint64(e.b[countAt:], n)
-	return &Snapshot{data: e.b}
+	if _, err := bw.Write(e.b); err != nil {
+		return cw.n, err
+	}
+	err := bw.Flush()
+	return cw.n, err
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // Restore replaces the whole state with the image read from r.
@@ -207,6 +279,17 @@ func (d *streamDecoder) hash() (h Hash) {
 	return h
 }
 
+func (d *streamDecoder) bool() bool {
+	switch d.byte() {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	d.fail(errShort)
+	return false
+}
+
 func (d *streamDecoder) string() string {
 	n := d.uvarint()
 	if n > maxString {
@@ -245,34 +328,45 @@ func (f *FSM) readSnapshot(r *bufio.Reader) (uint64, error) {
 		g := &grant{id: d.uvarint()}
 		g.clientID, g.tenant, g.username = f.intern(d.string()), f.intern(d.string()), f.intern(d.string())
 		g.scope = f.intern(d.string())
-		g.redirectURI, g.codeChallenge = d.string(), d.string()
 		g.issuedAt = d.varint()
-		g.curRefresh, g.curAccess, g.prevRefresh = d.hash(), d.hash(), d.hash()
-		g.rotatedAt = d.varint()
+		if d.bool() {
+			g.code = &codeBinding{redirectURI: d.string(), challenge: d.string()}
+		}
+		if d.bool() {
+			g.rot.Store(&rotation{cur: d.hash(), curAccess: d.hash(), prev: d.hash(), rotatedAt: d.varint()})
+		}
+		if d.err == nil && f.grants[g.id] != nil {
+			return 0, fmt.Errorf("grant %d appears twice", g.id)
+		}
 		f.grants[g.id] = g
 		addTo(f.byClient, g.clientID, g)
 		if g.username != "" {
 			addTo(f.bySubject, userKey{g.tenant, g.username}, g)
 		}
 	}
-	var count [8]byte
-	copy(count[:], d.full(8))
-	for n := binary.BigEndian.Uint64(count[:]); n > 0 && d.err == nil; n-- {
+	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
 		h := d.hash()
 		g := f.grants[d.uvarint()]
 		rec := record{grant: g, kind: Kind(d.byte()), state: recState(d.byte())}
-		if d.byte() == 1 {
-			rec.scope = f.intern(d.string())
-		} else if g != nil {
-			rec.scope = g.scope
+		if d.bool() {
+			rec.scope = f.internScope(d.string())
 		}
 		rec.issuedAt, rec.expiresAt = d.varint(), d.varint()
-		if d.err == nil && g == nil {
+		if d.err != nil {
+			break
+		}
+		if g == nil {
 			return 0, errors.New("token refers to an unknown grant")
 		}
+		if _, dup := f.tokens.shards[h[0]].m[h]; dup {
+			return 0, errors.New("token appears twice")
+		}
 		f.tokens.shards[h[0]].m[h] = rec
-		if g != nil {
-			g.tokens = append(g.tokens, h)
+		g.tokens = append(g.tokens, h)
+	}
+	if d.err == nil {
+		if _, err := d.r.ReadByte(); err != io.EOF {
+			return 0, errors.New("trailing data after the image")
 		}
 	}
 	if d.err != nil {
