@@ -1,0 +1,94 @@
+// Package bench is the load generator behind the tokend-bench binary.
+//
+// It drives tokend nodes over their public HTTP contract only (the OAuth
+// endpoints and the admin API); it imports nothing from the server.
+//
+// # Layout
+//
+//   - config.go, cli.go: the Config struct and the command line that fills it.
+//   - loopback.go, client.go: target checks (127.0.0.1/localhost only, enforced
+//     again at dial time) and the tuned HTTP client.
+//   - oauth.go: pure request builders and response judges for each endpoint.
+//   - scenario.go, mixed.go, visibility.go, pool.go: the scenarios and the
+//     shared token state they draw from.
+//   - seed.go: creating the bench client, users and the pre-issued token pool
+//     through the admin API.
+//   - baseline.go: the in-process bare net/http server used as the yardstick.
+//   - histogram.go, recorder.go, runner.go: latency recording and the load
+//     loops.
+//   - report.go, table.go, svg.go, progress.go: results and their output.
+//   - spawn.go: starting and stopping local tokend nodes.
+//   - bench.go: Run, which wires the above together.
+//
+// # Measurement
+//
+// Latency is recorded in HdrHistograms (microsecond resolution, three
+// significant digits, up to 60 s). Each worker records into one of a small,
+// fixed number of mutex-guarded shards, so recording never contends on a
+// global lock and memory does not grow with concurrency. Once per interval
+// (--interval, default 1 s) the shards are drained into an interval histogram;
+// the run's totals are the merge of its intervals, and the per-interval counts
+// give throughput over time.
+//
+// Two load models are offered. Closed loop (--concurrency N, no --rate): N
+// workers each send a request, wait for the answer and send the next. This
+// finds maximum throughput but, like every closed-loop tool, suffers from
+// coordinated omission: when the server stalls, the workers stop sending, so
+// the stall shows up as one slow request instead of the many requests that a
+// real client population would have sent in the meantime.
+//
+// Open loop (--rate R): request i has an intended send time start+i/R fixed
+// in advance. Workers (at most --concurrency in flight) claim the next
+// request number, sleep until its intended time and send it; latency is
+// measured from the intended send time, not from the moment the request was
+// actually sent. If the server stalls, the backlog's intended times keep
+// moving while the requests wait, so every request that a steady client
+// population would have sent during the stall is recorded with the waiting
+// it would have suffered. This is the approach of wrk2 and HdrHistogram's
+// own guidance, and it is why percentiles from --rate runs are the ones to
+// publish.
+//
+// Warmup (--warmup) runs the same load first and discards it: requests whose
+// (intended) start lies in the warmup window are not recorded.
+//
+// # Why the baseline runs in the same process and the same run
+//
+// Absolute numbers from a shared or noisy machine (laptops, CI runners, VMs
+// with stolen CPU) are not comparable from one run to the next. The baseline
+// scenario starts a bare net/http server inside the bench process, serving
+// GET /validate with the same shape as tokend: it hashes the bearer token,
+// looks it up in a read-locked map, and answers with the same headers and
+// body bytes that a probe of the real /validate returned. It is driven by the
+// same client, transport, concurrency and duration, back to back with the
+// scenario (--compare-baseline), so both numbers see the same machine state
+// and the same client-side cost. Their ratio (baseline_ratio) is what
+// survives a noisy machine; it says how much of the ceiling of Go's HTTP
+// stack on this machine tokend reaches. Because the client shares the CPUs
+// with the server in both measurements, the ratio also factors out the load
+// generator's own cost, which the baseline's absolute throughput exposes: it
+// is the ceiling this client can drive on this machine.
+//
+// One asymmetry remains and is accepted: the baseline server is scheduled
+// by the bench's own Go runtime, alongside the client, while tokend runs in
+// its own process. On a machine with few cores the two arrangements share
+// the CPUs differently, so ratios near 1.0 mean "as fast as net/http gets
+// here", not a precise percentage.
+//
+// # Connection handling
+//
+// The client is net/http with a tuned Transport (client.go): keep-alive,
+// HTTP/1.1, at least one idle connection per in-flight request, no
+// compression, no redirects. There is no raw pipelining: gateways calling
+// /validate do not pipeline, and the baseline already shows whether the
+// client is the limit (if tokend reaches the baseline's throughput, it is).
+//
+// # Safety
+//
+// Every target must be 127.0.0.1, ::1 or localhost, checked when parsing the
+// flags and again on every dial (the remote address must be loopback), and
+// redirects are never followed. Every run is bounded by --duration (at most
+// one hour) and --requests. Spawned nodes listen on free loopback ports, keep
+// their data in a temporary directory that is removed afterwards, and are
+// stopped when the run ends, on SIGINT/SIGTERM, and (on Linux) when the bench
+// process dies.
+package bench

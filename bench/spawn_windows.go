@@ -1,0 +1,5 @@
+package bench
+
+import "syscall"
+
+func childSysProcAttr() *syscall.SysProcAttr { return nil }

@@ -1,0 +1,41 @@
+// Command tokend-bench is the load generator and benchmark for tokend.
+// Run it with --help; the measurement approach is documented in package
+// github.com/tokend/tokend/bench.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tokend/tokend/bench"
+)
+
+func main() {
+	cfg, err := bench.ParseArgs(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tokend-bench:", err)
+		os.Exit(2)
+	}
+	cfg.Args = os.Args
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench.Run(ctx, cfg, os.Stdout, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tokend-bench:", err)
+		os.Exit(1)
+	}
+	switch {
+	case rep.Visibility != nil && rep.Visibility.Stale > 0:
+		os.Exit(3) // a consistency violation was observed
+	case rep.Cancelled:
+		os.Exit(130) // interrupted: the results printed are partial
+	}
+}
