@@ -125,6 +125,9 @@ func startBaseline(h http.Handler) (*baselineServer, error) {
 }
 
 func (b *baselineServer) Close() {
+	if b.srv == nil {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if b.srv.Shutdown(ctx) != nil {

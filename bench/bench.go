@@ -90,11 +90,22 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Report, er
 				return nil, err
 			}
 		}
-		var err error
-		if base, err = startBaseline(newBaselineHandler(shape, sd.tokens)); err != nil {
-			return nil, err
+		if cfg.BaselineSelf != "" {
+			bp, err := startBaselineProcess(ctx, cfg.BaselineSelf, shape, sd.tokens)
+			if err != nil {
+				return nil, err
+			}
+			defer bp.Close()
+			base = &baselineServer{URL: bp.URL}
+			rep.Notes = append(rep.Notes, "baseline: a separate process, like tokend")
+		} else {
+			var err error
+			if base, err = startBaseline(newBaselineHandler(shape, sd.tokens)); err != nil {
+				return nil, err
+			}
+			defer base.Close()
+			rep.Notes = append(rep.Notes, "baseline: inside the bench process")
 		}
-		defer base.Close()
 	}
 
 	spec := loadSpec{

@@ -81,6 +81,7 @@ func ParseArgs(args []string, out io.Writer) (Config, error) {
 	fs.StringVar(&cfg.JSONPath, "json", "tokend-bench-SCENARIO.json", "write the result as JSON to `FILE` (\"\" to disable)")
 	fs.StringVar(&cfg.PlotPath, "plot", "tokend-bench-SCENARIO.svg", "write an SVG plot (latency percentiles, throughput over time) to `FILE` (\"\" to disable)")
 	fs.BoolVar(&cfg.CompareBaseline, "compare-baseline", false, "after the scenario, run the baseline with the same load and report the ratio")
+	fs.BoolVar(&cfg.BaselineInProcess, "baseline-in-process", false, "serve the baseline inside the bench process instead of a child process of its own")
 	fs.BoolVar(&cfg.Quiet, "quiet", false, "no live progress line on stderr")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usageHead)

@@ -59,9 +59,15 @@ type Config struct {
 	JSONPath        string // "" disables
 	PlotPath        string // "" disables
 	CompareBaseline bool
-	Quiet           bool // no live progress line
+	// BaselineInProcess keeps the baseline server inside this process.
+	BaselineInProcess bool
+	Quiet             bool // no live progress line
 
 	Args []string // the command line, recorded in the JSON report only
+	// BaselineSelf, when set, is an executable that serves the baseline
+	// in a child process (tokend-bench itself, with BaselineChildEnv set);
+	// empty runs the baseline inside this process.
+	BaselineSelf string
 }
 
 // DefaultConfig returns the defaults documented in --help.

@@ -13,7 +13,8 @@
 //     shared token state they draw from.
 //   - seed.go: creating the bench client, users and the pre-issued token pool
 //     through the admin API.
-//   - baseline.go: the in-process bare net/http server used as the yardstick.
+//   - baseline.go, baseline_proc.go: the bare net/http server used as the
+//     yardstick, in a child process of its own (default) or in this one.
 //   - histogram.go, recorder.go, runner.go: latency recording and the load
 //     loops.
 //   - report.go, table.go, svg.go, progress.go: results and their output.
@@ -51,28 +52,26 @@
 // Warmup (--warmup) runs the same load first and discards it: requests whose
 // (intended) start lies in the warmup window are not recorded.
 //
-// # Why the baseline runs in the same process and the same run
+// # Why the baseline runs in the same run, in a process of its own
 //
 // Absolute numbers from a shared or noisy machine (laptops, CI runners, VMs
 // with stolen CPU) are not comparable from one run to the next. The baseline
-// scenario starts a bare net/http server inside the bench process, serving
-// GET /validate with the same shape as tokend: it hashes the bearer token,
-// looks it up in a read-locked map, and answers with the same headers and
-// body bytes that a probe of the real /validate returned. It is driven by the
-// same client, transport, concurrency and duration, back to back with the
-// scenario (--compare-baseline), so both numbers see the same machine state
-// and the same client-side cost. Their ratio (baseline_ratio) is what
-// survives a noisy machine; it says how much of the ceiling of Go's HTTP
-// stack on this machine tokend reaches. Because the client shares the CPUs
-// with the server in both measurements, the ratio also factors out the load
-// generator's own cost, which the baseline's absolute throughput exposes: it
-// is the ceiling this client can drive on this machine.
+// scenario starts a bare net/http server serving GET /validate with the same
+// shape as tokend: it hashes the bearer token, looks it up in a read-locked
+// map, and answers with the same headers and body bytes that a probe of the
+// real /validate returned. It is driven by the same client, transport,
+// concurrency and duration, back to back with the scenario
+// (--compare-baseline), so both numbers see the same machine state and the
+// same client-side cost. Their ratio (baseline_ratio) is what survives a
+// noisy machine; it says how much of the ceiling of Go's HTTP stack on this
+// machine tokend reaches.
 //
-// One asymmetry remains and is accepted: the baseline server is scheduled
-// by the bench's own Go runtime, alongside the client, while tokend runs in
-// its own process. On a machine with few cores the two arrangements share
-// the CPUs differently, so ratios near 1.0 mean "as fast as net/http gets
-// here", not a precise percentage.
+// The baseline server is this same executable re-run as a child process
+// (baseline_proc.go), so it is placed exactly like tokend: its own runtime,
+// its own scheduler, competing with the generator for the same cores. Run
+// inside the bench process instead (--baseline-in-process) it shares the
+// generator's scheduler and measured about twice as fast on two cores,
+// which would make the ratio a statement about process placement.
 //
 // # Connection handling
 //

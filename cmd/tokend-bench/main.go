@@ -16,6 +16,13 @@ import (
 )
 
 func main() {
+	if os.Getenv(bench.BaselineChildEnv) == "1" {
+		if err := bench.ServeBaseline(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "tokend-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	cfg, err := bench.ParseArgs(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -25,6 +32,11 @@ func main() {
 		os.Exit(2)
 	}
 	cfg.Args = os.Args
+	if !cfg.BaselineInProcess {
+		if self, err := os.Executable(); err == nil {
+			cfg.BaselineSelf = self
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := bench.Run(ctx, cfg, os.Stdout, os.Stderr)
