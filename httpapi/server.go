@@ -54,15 +54,18 @@ type Config struct {
 
 // Server is tokend's HTTP handler.
 type Server struct {
-	cfg     Config
-	fsm     *fsm.FSM
-	rep     Replicator
-	log     *slog.Logger
-	now     func() time.Time
-	router  *mux.Router
-	metrics *metrics
-	limiter *loginLimiter
-	pages   *pages
+	cfg    Config
+	fsm    *fsm.FSM
+	rep    Replicator
+	log    *slog.Logger
+	now    func() time.Time
+	router *mux.Router
+	// validateRoute is /validate with its instrumentation, for the
+	// fast path in ServeHTTP.
+	validateRoute http.Handler
+	metrics       *metrics
+	limiter       *loginLimiter
+	pages         *pages
 	// dummyHash is checked when a user does not exist, so a login for an
 	// unknown user costs as much as one for a known user.
 	dummyHash string
@@ -117,8 +120,17 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// ServeHTTP makes Server an http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.router.ServeHTTP(w, r) }
+// ServeHTTP makes Server an http.Handler. The gateway hot path, GET
+// /validate, skips gorilla/mux: the router tries its routes in order with
+// regexps and copies the request to attach route variables, which cost
+// about a fifth of the handler's time in BenchmarkValidateHandler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/validate" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		s.validateRoute.ServeHTTP(w, r)
+		return
+	}
+	s.router.ServeHTTP(w, r)
+}
 
 func (s *Server) routes() {
 	r := mux.NewRouter()
@@ -138,24 +150,28 @@ func (s *Server) routes() {
 		s.handle(r, prefix+"/revoke", s.revoke, http.MethodPost)
 		s.handle(r, prefix+"/introspect", s.introspect, http.MethodPost)
 	}
-	s.handle(r, "/validate", s.validate, http.MethodGet, http.MethodHead)
+	s.validateRoute = s.instrument("/validate", s.validate)
+	r.Handle("/validate", s.validateRoute).Methods(http.MethodGet, http.MethodHead)
 	s.handle(r, "/.well-known/oauth-authorization-server", s.metadata, http.MethodGet)
 	s.handle(r, "/static/{file}", s.static, http.MethodGet)
 
-	admin := r.PathPrefix("/admin").Subrouter()
-	admin.Use(s.requireAdmin)
-	s.handle(admin, "/clients", s.createClient, http.MethodPost)
-	s.handle(admin, "/clients", s.listClients, http.MethodGet)
-	s.handle(admin, "/clients/{id}", s.getClient, http.MethodGet)
-	s.handle(admin, "/clients/{id}", s.updateClient, http.MethodPut)
-	s.handle(admin, "/clients/{id}", s.deleteClient, http.MethodDelete)
-	s.handle(admin, "/clients/{id}/secret", s.rotateSecret, http.MethodPost)
-	s.handle(admin, "/users", s.createUser, http.MethodPost)
-	s.handle(admin, "/users", s.listUsers, http.MethodGet)
-	s.handle(admin, "/users/{tenant}/{username}", s.updateUser, http.MethodPut)
-	s.handle(admin, "/users/{tenant}/{username}", s.deleteUser, http.MethodDelete)
-	s.handle(admin, "/revoke", s.adminRevoke, http.MethodPost)
-	s.handle(admin, "/cluster/leave", s.adminLeave, http.MethodPost)
+	// Admin routes hang off the root router with their full paths: a mux
+	// subrouter would turn a wrong method on an admin path into 404.
+	admin := func(path string, h http.HandlerFunc, methods ...string) {
+		s.handle(r, "/admin"+path, s.requireAdmin(h).ServeHTTP, methods...)
+	}
+	admin("/clients", s.createClient, http.MethodPost)
+	admin("/clients", s.listClients, http.MethodGet)
+	admin("/clients/{id}", s.getClient, http.MethodGet)
+	admin("/clients/{id}", s.updateClient, http.MethodPut)
+	admin("/clients/{id}", s.deleteClient, http.MethodDelete)
+	admin("/clients/{id}/secret", s.rotateSecret, http.MethodPost)
+	admin("/users", s.createUser, http.MethodPost)
+	admin("/users", s.listUsers, http.MethodGet)
+	admin("/users/{tenant}/{username}", s.updateUser, http.MethodPut)
+	admin("/users/{tenant}/{username}", s.deleteUser, http.MethodDelete)
+	admin("/revoke", s.adminRevoke, http.MethodPost)
+	admin("/cluster/leave", s.adminLeave, http.MethodPost)
 
 	s.handle(r, "/healthz", s.healthz, http.MethodGet, http.MethodHead)
 	s.handle(r, "/readyz", s.readyz, http.MethodGet, http.MethodHead)
