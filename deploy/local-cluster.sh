@@ -21,18 +21,20 @@ stop() {
 start() {
   [ -x "$bin" ] || { echo "missing $bin: run make build" >&2; exit 1; }
   mkdir -p "$dir"
-  if ls "$dir"/*.pid >/dev/null 2>&1; then
-    echo "cluster already running (make cluster-stop first)" >&2; exit 1
-  fi
   [ -f "$dir/cluster-key" ] || head -c32 /dev/urandom | base64 > "$dir/cluster-key"
   [ -f "$dir/admin-token" ] || head -c24 /dev/urandom | base64 | tr '+/' '-~' | tr -d '=' > "$dir/admin-token"
   key=$(cat "$dir/cluster-key"); admin=$(cat "$dir/admin-token")
   for i in 1 2 3; do
+    # A node still running is left alone, so 'make cluster' after killing
+    # one node restarts just that node on its data dir.
+    if [ -f "$dir/node$i.pid" ] && kill -0 "$(cat "$dir/node$i.pid")" 2>/dev/null; then
+      continue
+    fi
     "$bin" serve --node-id "node$i" --data-dir "$dir/node$i" \
       --http-addr "127.0.0.1:$((8080 + i))" --raft-addr "127.0.0.1:$((8300 + i * 10))" \
       --gossip-addr "127.0.0.1:$((8301 + i * 10))" --join 127.0.0.1:8311 \
       --bootstrap-expect 3 --cluster-key "$key" --admin-token "$admin" \
-      >"$dir/node$i.log" 2>&1 &
+      >>"$dir/node$i.log" 2>&1 &
     echo $! > "$dir/node$i.pid"
   done
   for i in 1 2 3; do
