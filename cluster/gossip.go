@@ -10,6 +10,7 @@ import (
 	"net"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -155,7 +156,7 @@ func (n *Node) joinLoop() {
 			n.log.Info("cluster: joined gossip", "contacted", joined)
 			return
 		}
-		msg := fmt.Sprintf("cannot join %v: %v (is the cluster key the same on every node?)", n.cfg.Join, err)
+		msg := fmt.Sprintf("cannot join %v: %s (is the cluster key the same on every node?)", n.cfg.Join, strings.Join(strings.Fields(fmt.Sprint(err)), " "))
 		if prev := n.joinErr.Load(); prev == nil || *prev != msg {
 			n.log.Error("cluster: " + msg)
 		}
@@ -224,7 +225,7 @@ func (n *Node) bootstrapLoop() {
 		existing, mismatch := false, false
 		for _, m := range n.ml.Members() {
 			var meta nodeMeta
-			if m.State != memberlist.StateAlive || json.Unmarshal(m.Meta, &meta) != nil || meta.ID != m.Name {
+			if json.Unmarshal(m.Meta, &meta) != nil || meta.ID != m.Name || meta.Left {
 				continue
 			}
 			if meta.Expect != n.cfg.BootstrapExpect {

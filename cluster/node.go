@@ -47,7 +47,7 @@ type Node struct {
 	lease  holderLease                 // read lease held from the leader
 
 	peersMu sync.Mutex
-	peers   map[string]*peer // gossip view, including dead and left members
+	peers   map[string]*peer     // gossip view, including dead and left members
 	leftAt  map[string]time.Time // servers removed by Leave, recently (leader)
 	leaving atomic.Bool
 	joinErr atomic.Pointer[string]

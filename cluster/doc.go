@@ -1,0 +1,103 @@
+// Package cluster runs tokend's replicated state machine: hashicorp/raft
+// (TCP transport, raft-boltdb/v2 log and stable store in DataDir/raft.db,
+// file snapshots retaining 2) around an *fsm.FSM, memberlist discovery,
+// bootstrap, membership reconciliation, write forwarding and read leases.
+//
+// # Single node
+//
+// With BootstrapExpect 1, no Join and no Raft state, New bootstraps a
+// one-server configuration. No cluster key means no gossip and an internal
+// API that refuses everything. The leader commits a Noop command when it
+// takes office (the barrier: afterwards its FSM holds every earlier
+// committed entry) and proposes fsm.Purge every PurgeInterval. Snapshots
+// follow SnapshotThreshold (also TrailingLogs); restart restores the latest
+// snapshot and replays the log tail, so every acknowledged write survives.
+//
+// # Several nodes
+//
+// memberlist gossips {id, raft, http, version, bootstrap-expect, has-state,
+// left} as JSON node metadata, encrypted with the cluster key; Join
+// addresses are retried in the background and a failure (for example
+// "no installed keys could decrypt the message" for a wrong key) is logged
+// and shown in Status.JoinError. With BootstrapExpect N > 1 a node without
+// state waits until exactly N alive members, none with state and all
+// gossiping the same N, see each other, then bootstraps all N sorted by id;
+// every node computes the same list and raft accepts identical bootstraps.
+// A mismatched bootstrap-expect is logged as an error and blocks bootstrap.
+// A node with Join and BootstrapExpect 1 never bootstraps: it waits to be
+// added. The leader reconciles every second and on gossip events: an alive
+// member not in the configuration (or with a new raft address) is added as
+// a voter; a member that left is removed; a member dead longer than
+// DeadServerGrace is removed only if the alive voters remain a quorum of
+// the smaller configuration. memberlist's leave event does not say "left"
+// versus "dead", so Leave first gossips left=true in its metadata, then
+// leaves gossip, then asks the leader (/internal/leave) to remove it; the
+// leader also keeps a 30 s tombstone so it does not re-add the node.
+//
+// Any node accepts writes. A follower POSTs the encoded command (hashes
+// only) to the leader's /internal/apply, found through the leader id Raft
+// reports and the HTTP address that node gossips. Internal requests carry
+// an HMAC-SHA256 over endpoint, timestamp and body keyed by the cluster key
+// (one-minute replay window); answers carry an HMAC bound to the request,
+// compared in constant time. A forward is retried (following leader
+// changes) only when nothing can have been proposed: connection refused or
+// "not the leader" (421). Every failure that means "later" is an
+// *UnavailableError with RetryAfter; Apply gives up after 5 s.
+//
+// # Consistency: read leases and a visibility barrier
+//
+// The guarantee: once Apply has returned for a write, every node that
+// answers reads (ReadReady()==nil) reflects it. Reads never leave the node.
+// hashicorp/raft alone does not give this (followers apply later), so:
+//
+//  1. A follower may serve reads only while it holds a read lease. Its
+//     lease loop POSTs /internal/lease {id, applied, term} to the leader
+//     after every apply batch and every 50 ms. The leader records the
+//     reported applied index and grants a lease (1 s) only if the node has
+//     applied at least the floor: the highest index acknowledged so far
+//     (initially the term's barrier). The holder counts the lease from the
+//     moment it sent the request, minus a 10% margin; the leader counts it
+//     from when it answered. So the holder always stops first.
+//  2. The leader acknowledges a write at index i (its own Apply or a
+//     forwarded one) only when every node with an unexpired lease (leader's
+//     view) has reported applied >= i, and then raises the floor to i. A
+//     node that lags just lets its lease lapse: the write waits at most one
+//     lease, and the node gets a new lease only once it has applied the
+//     floor. Grant and acknowledgement decisions are made under one mutex,
+//     so a lease granted below i is always waited for.
+//  3. A new leader acknowledges no write until officeWait = lease +
+//     LeaderLeaseTimeout + 2 margins after taking office. An old leader L1
+//     grants leases only while raft says it leads; cut off from its quorum
+//     it steps down at most LeaderLeaseTimeout after its last quorum
+//     contact t0, and the new leader took office after t0 (one of its
+//     voters stopped answering L1 to vote). So L1's last grant expires,
+//     leader-side, before t0 + LeaderLeaseTimeout + lease, which is before
+//     the new leader's first acknowledgement. Leases of the new leader go
+//     only to nodes that applied its barrier, which holds everything
+//     acknowledged before.
+//  4. The leader serves reads once its barrier is applied and only while
+//     raft reports it as leader of that term; it never needs a lease
+//     (everything acknowledged is committed, hence in its log, hence applied
+//     after the barrier). A deposed leader stops the moment raft steps it
+//     down, which happens before any new leader acknowledges (point 3).
+//     Without a lease or leadership, ReadReady returns an *UnavailableError.
+//
+// Assumptions: clock *rates* differ by less than the 10% margin (clocks need
+// not be synchronized: every duration is measured locally with the
+// monotonic clock); hashicorp/raft's leader steps down within its
+// LeaderLeaseTimeout check plus the margin (scheduling delay); a holder's
+// reports arrive in order (its lease loop has one request in flight).
+// What it does not give: a write still in flight may be visible on one node
+// and not yet on another, so concurrent reads of an unacknowledged write
+// are not linearizable; acknowledged ones are. A follower forwarding a
+// write also waits (bounded) until it applied the result locally.
+//
+// Cost: a write waits for the slowest lease holder's apply report, about
+// one extra round trip (CommitTimeout is 5 ms, so followers learn the
+// commit index quickly); after a leader change writes pause for officeWait
+// (~1.7 s) while reads continue on nodes whose leases are still valid.
+//
+// Timing: heartbeat and election timeouts 1 s, LeaderLeaseTimeout 500 ms
+// (loopback CI with -race on two busy cores does not flap); failover with
+// writes resuming takes about 3-4 s in tests.
+package cluster
