@@ -52,7 +52,6 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			}
 			return float64(c)
 		}),
-		gauge("tokend_fsm_live_tokens", "Tokens and codes held in memory.", func() float64 { return float64(n.fsm.LiveTokens()) }),
 	}
 	if reg != nil {
 		for _, c := range m.collectors {

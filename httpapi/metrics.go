@@ -12,12 +12,12 @@ import (
 )
 
 // metrics never carries a token, secret or user name: labels are route
-// templates and status codes only.
+// templates and status codes only. Raft, lease and apply-latency metrics
+// come from the cluster package on the same registry.
 type metrics struct {
-	gatherer     prometheus.Gatherer
-	requests     *prometheus.CounterVec
-	latency      *prometheus.HistogramVec
-	applyLatency prometheus.Histogram
+	gatherer prometheus.Gatherer
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
 }
 
 func newMetrics(reg *prometheus.Registry, f *fsm.FSM) (*metrics, error) {
@@ -32,21 +32,12 @@ func newMetrics(reg *prometheus.Registry, f *fsm.FSM) (*metrics, error) {
 			Help:    "HTTP request latency by route template.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
-		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "tokend_apply_duration_seconds",
-			Help:    "Time from proposing a command to its acknowledged application.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
-		}),
 	}
 	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tokend_live_tokens",
 		Help: "Tokens and codes held in memory.",
 	}, func() float64 { return float64(f.LiveTokens()) })
-	applied := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "tokend_fsm_applied_index",
-		Help: "Log index of the last command applied to the local state.",
-	}, func() float64 { return float64(f.AppliedIndex()) })
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.applyLatency, live, applied} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, live} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -232,9 +232,7 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // apply encodes and replicates c.
 func (s *Server) apply(ctx context.Context, c fsm.Command) (fsm.Result, error) {
-	start := time.Now()
 	res, err := s.rep.Apply(ctx, fsm.Encode(c))
-	s.metrics.applyLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		return res, fmt.Errorf("replicate: %w", err)
 	}
