@@ -186,8 +186,7 @@ func (s *Server) authorizeLogin(w http.ResponseWriter, r *http.Request) {
 	if err := s.checkUser(r, tenant, data.Username, password); err != nil {
 		var oe *oauthError
 		if errors.As(err, &oe) && oe.Status == http.StatusTooManyRequests {
-			wait := s.limiter.blocked("u:"+tenant+"/"+data.Username, "a:"+clientAddr(r))
-			secs := max(int((wait+time.Second-1)/time.Second), 1)
+			secs := retryAfterSeconds(oe.retry)
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
 			data.Error = "Too many failed sign-in attempts. Wait " + strconv.Itoa(secs) + " s and try again."
 			s.render(w, r, s.pages.login, http.StatusTooManyRequests, data, selfOnly)

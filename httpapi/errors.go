@@ -17,6 +17,13 @@ type oauthError struct {
 	// basic asks for a WWW-Authenticate: Basic challenge (failed Basic
 	// client authentication, RFC 6749 §5.2).
 	basic bool
+	// retry, when positive, is sent as Retry-After (rate limiting).
+	retry time.Duration
+}
+
+// retryAfterSeconds rounds d up to whole seconds, at least 1.
+func retryAfterSeconds(d time.Duration) int {
+	return max(int((d+time.Second-1)/time.Second), 1)
 }
 
 func (e *oauthError) Error() string { return e.Code + ": " + e.Description }
@@ -50,15 +57,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &oe):
 	case errors.As(err, &ra):
-		secs := int(ra.RetryAfter().Round(time.Second) / time.Second)
-		if secs < 1 {
-			secs = 1
-		}
-		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		oe = errorf(http.StatusServiceUnavailable, "temporarily_unavailable", err.Error())
+		oe.retry = ra.RetryAfter()
 	default:
 		s.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "err", err)
 		oe = errorf(http.StatusInternalServerError, "server_error", "internal error")
+	}
+	if oe.retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(oe.retry)))
 	}
 	if oe.basic {
 		w.Header().Set("WWW-Authenticate", `Basic realm="tokend", charset="UTF-8"`)

@@ -156,8 +156,8 @@ func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, f form, c
 func (s *Server) checkUser(r *http.Request, tenant, username, password string) error {
 	keys := []string{"u:" + tenant + "/" + username, "a:" + clientAddr(r)}
 	if wait := s.limiter.blocked(keys...); wait > 0 {
-		return &oauthError{Status: http.StatusTooManyRequests, Code: "slow_down",
-			Description: "too many failed attempts; retry in " + wait.Round(time.Second).String()}
+		return &oauthError{Status: http.StatusTooManyRequests, Code: "temporarily_unavailable",
+			Description: "too many failed attempts; retry later", retry: wait}
 	}
 	hash := s.dummyHash
 	u, known := s.fsm.User(tenant, username)
