@@ -276,3 +276,35 @@ func TestClusterWrongKey(t *testing.T) {
 		t.Fatalf("intruder claims to be ready")
 	}
 }
+
+// TestClusterBootstrapExpectMismatch: servers that disagree on
+// --bootstrap-expect do not bootstrap, and say why.
+func TestClusterBootstrapExpectMismatch(t *testing.T) {
+	c := &testCluster{t: t, key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", admin: "test-admin-token"}
+	a, b := c.newProc("node1"), c.newProc("node2")
+	a.args = []string{"--bootstrap-expect", "2", "--cluster-key", c.key, "--join", b.gossipAddr}
+	b.args = []string{"--bootstrap-expect", "3", "--cluster-key", c.key, "--join", a.gossipAddr}
+	c.procs = []*proc{a, b}
+	t.Cleanup(func() {
+		for _, p := range c.procs {
+			p.kill(t)
+		}
+	})
+	a.start(t)
+	b.start(t)
+	eventually(t, "mismatch reported", func() error {
+		if !strings.Contains(a.out.String(), "different bootstrap-expect") {
+			return fmt.Errorf("node1 has not reported the mismatch yet")
+		}
+		return nil
+	})
+	for _, p := range c.procs {
+		s, err := getStatus(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.LeaderID != "" || s.State == "Leader" {
+			t.Fatalf("%s bootstrapped despite the mismatch: %+v", p.id, s)
+		}
+	}
+}
