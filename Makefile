@@ -33,7 +33,8 @@ fuzz:
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./fsm/ ./httpapi/
 
-bench: build bench-go
+bench: build
+	$(BIN)/tokend-bench suite --out BENCHMARKS.md
 
 cluster: build
 	deploy/local-cluster.sh start

@@ -12,6 +12,7 @@ const usageHead = `tokend-bench: load generator and benchmark for tokend.
 
 Usage:
   tokend-bench [flags] [SCENARIO] [flags]
+  tokend-bench suite [--out BENCHMARKS.md] [--quick]   the standard suite (make bench)
 
 It seeds its own OAuth client, users and a pool of pre-issued tokens through
 the admin API, runs one scenario for --warmup plus --duration, then prints a
@@ -35,8 +36,9 @@ Scenarios (default validate):
   mixed           weighted mix of validate / issue / revoke / introspect (--mix)
   visibility      issue (or revoke) on one node, then at once GET /validate on
                   every other node; answers that disagree are "stale" (must be 0)
-  baseline        bare net/http server in this process, same handler shape and
-                  response bytes as /validate (needs no tokend unless targets given)
+  baseline        bare net/http server (a child process of this one unless
+                  --baseline-in-process), same handler shape and response bytes
+                  as /validate (needs no tokend unless targets given)
 
 Load models:
   closed loop (default): --concurrency workers, each sends its next request

@@ -20,6 +20,8 @@
 //   - report.go, table.go, svg.go, progress.go: results and their output.
 //   - spawn.go: starting and stopping local tokend nodes.
 //   - bench.go: Run, which wires the above together.
+//   - suite.go: the standard suite behind make bench, rewriting the generated
+//     section of BENCHMARKS.md.
 //
 // # Measurement
 //

@@ -31,6 +31,7 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 	}
 	m.collectors = []prometheus.Collector{
 		m.apply,
+		n.batchSizes,
 		gauge("tokend_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.", func() float64 { return float64(n.raft.State()) }),
 		gauge("tokend_raft_leader", "1 when this node is the Raft leader.", func() float64 { return b(n.raft.State() == raft.Leader) }),
 		gauge("tokend_raft_term", "Current Raft term.", func() float64 { return float64(n.raft.CurrentTerm()) }),

@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokend/tokend/fsm"
 )
@@ -56,6 +57,7 @@ type Node struct {
 	reconcileCh chan struct{}
 	httpc       *http.Client
 	metrics     *metrics
+	batchSizes  prometheus.Histogram
 
 	shutdownCh   chan struct{}
 	shutdownOnce sync.Once
@@ -83,6 +85,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		reconcileCh:  make(chan struct{}, 1),
 		shutdownCh:   make(chan struct{}),
 		shutdownDone: make(chan struct{}),
+		// Created before Raft starts: the FSM goroutine observes it from
+		// the first replayed batch on.
+		batchSizes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tokend_raft_apply_batch_size",
+			Help:    "Log entries handed to the state machine per apply batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+		}),
 		httpc: &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConnsPerHost: 64,
@@ -249,6 +258,7 @@ type raftFSM struct{ n *Node }
 func (a *raftFSM) Apply(l *raft.Log) any { return a.ApplyBatch([]*raft.Log{l})[0] }
 
 func (a *raftFSM) ApplyBatch(logs []*raft.Log) []any {
+	a.n.batchSizes.Observe(float64(len(logs)))
 	out := make([]any, len(logs))
 	var last uint64
 	for i, l := range logs {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/tokend/tokend/bench"
@@ -22,6 +23,13 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "suite" {
+		self, _ := os.Executable()
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := bench.SuiteMain(ctx, os.Args[2:], strings.Join(os.Args, " "), self, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
 	}
 	cfg, err := bench.ParseArgs(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
