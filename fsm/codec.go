@@ -23,6 +23,7 @@ func (e *encoder) byte(v byte)      { e.b = append(e.b, v) }
 func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
 func (e *encoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
 func (e *encoder) hash(h Hash)      { e.b = append(e.b, h[:]...) }
+func (e *encoder) key(k key)        { e.b = append(e.b, k[:]...) }
 func (e *encoder) string(s string) {
 	e.uvarint(uint64(len(s)))
 	e.b = append(e.b, s...)

@@ -312,9 +312,9 @@ func fuzzFixture() *FSM {
 	return f
 }
 
-// indexedHashes lists every hash held in f's token index.
-func indexedHashes(f *FSM) []Hash {
-	var hs []Hash
+// indexedKeys lists every key held in f's token index.
+func indexedKeys(f *FSM) []key {
+	var hs []key
 	for i := range f.tokens.shards {
 		for h := range f.tokens.shards[i].m {
 			hs = append(hs, h)
@@ -367,11 +367,11 @@ func FuzzApply(f *testing.F) {
 		if err := g.Restore(&buf); err != nil {
 			t.Fatalf("restore after apply: %v", err)
 		}
-		hs := append(indexedHashes(fs), indexedHashes(g)...)
+		hs := append(indexedKeys(fs), indexedKeys(g)...)
 		for _, now := range []int64{-1 << 62, 0, 43, 1 << 61} {
 			for _, h := range hs {
-				t1, ok1 := fs.Lookup(h, now)
-				t2, ok2 := g.Lookup(h, now)
+				t1, ok1 := fs.lookupKey(h, now)
+				t2, ok2 := g.lookupKey(h, now)
 				if ok1 != ok2 || t1 != t2 {
 					t.Fatalf("lookup %x at %d: %v %+v vs restored %v %+v", h[:4], now, ok1, t1, ok2, t2)
 				}

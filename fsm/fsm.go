@@ -21,8 +21,8 @@ type FSM struct {
 
 	// Owned by the apply goroutine.
 	grants    map[uint64]*grant
-	byClient  map[string]map[uint64]*grant
-	bySubject map[userKey]map[uint64]*grant
+	byClient  map[string]*grant  // head of each client's grant list
+	bySubject map[userKey]*grant // head of each user's grant list
 	interned  map[string]string
 	scopes    map[string]*string // narrowed scopes, shared by the records using them
 
@@ -50,8 +50,8 @@ func (f *FSM) reset() {
 	f.users = make(map[userKey]*User)
 	f.counters = make(map[string]counter)
 	f.grants = make(map[uint64]*grant)
-	f.byClient = make(map[string]map[uint64]*grant)
-	f.bySubject = make(map[userKey]map[uint64]*grant)
+	f.byClient = make(map[string]*grant)
+	f.bySubject = make(map[userKey]*grant)
 	f.interned = make(map[string]string)
 	f.scopes = make(map[string]*string)
 }
@@ -84,9 +84,9 @@ func (f *FSM) apply(index uint64, c Command) Result {
 	case *RevokeToken:
 		return f.revokeToken(c)
 	case *RevokeClient:
-		return Result{Count: f.revokeAll(f.byClient[c.ClientID])}
+		return Result{Count: f.revokeAll(f.byClient[c.ClientID], clientList)}
 	case *RevokeSubject:
-		return Result{Count: f.revokeAll(f.bySubject[userKey{c.Tenant, c.Username}])}
+		return Result{Count: f.revokeAll(f.bySubject[userKey{c.Tenant, c.Username}], userList)}
 	case *PutClient:
 		return f.putClient(c)
 	case *DeleteClient:
@@ -134,11 +134,11 @@ func (f *FSM) fresh(specs ...TokenSpec) bool {
 		if t.Hash.IsZero() {
 			continue
 		}
-		if _, ok := f.tokens.get(t.Hash); ok {
+		if _, ok := f.tokens.get(keyOf(t.Hash)); ok {
 			return false
 		}
 		for _, u := range specs[:i] {
-			if u.Hash == t.Hash {
+			if keyOf(u.Hash) == keyOf(t.Hash) {
 				return false
 			}
 		}
@@ -167,11 +167,7 @@ func (f *FSM) issueGrant(index uint64, c *IssueGrant) Result {
 	if !c.Code.Hash.IsZero() {
 		g.code = &codeBinding{redirectURI: c.RedirectURI, challenge: c.CodeChallenge}
 	}
-	f.grants[g.id] = g
-	addTo(f.byClient, g.clientID, g)
-	if g.username != "" {
-		addTo(f.bySubject, userKey{g.tenant, g.username}, g)
-	}
+	f.indexGrant(g)
 	if !c.Code.Hash.IsZero() {
 		f.addToken(g, c.Code, KindCode, nil, c.IssuedAt)
 	}
@@ -186,27 +182,59 @@ func (f *FSM) issueGrant(index uint64, c *IssueGrant) Result {
 	return r
 }
 
-func addTo[K comparable](m map[K]map[uint64]*grant, k K, g *grant) {
-	set := m[k]
-	if set == nil {
-		set = make(map[uint64]*grant)
-		m[k] = set
+// indexGrant records g under its id, its client and its user.
+func (f *FSM) indexGrant(g *grant) {
+	f.grants[g.id] = g
+	pushGrant(f.byClient, g.clientID, g, clientList)
+	if g.username != "" {
+		pushGrant(f.bySubject, userKey{g.tenant, g.username}, g, userList)
 	}
-	set[g.id] = g
+}
+
+// clientList and userList pick which of a grant's links a list uses.
+func clientList(g *grant) *link { return &g.clientLink }
+func userList(g *grant) *link   { return &g.userLink }
+
+// pushGrant puts g at the head of the list heads[k].
+func pushGrant[K comparable](heads map[K]*grant, k K, g *grant, l func(*grant) *link) {
+	head := heads[k]
+	*l(g) = link{next: head}
+	if head != nil {
+		l(head).prev = g
+	}
+	heads[k] = g
+}
+
+// unlinkGrant takes g out of the list heads[k].
+func unlinkGrant[K comparable](heads map[K]*grant, k K, g *grant, l func(*grant) *link) {
+	gl := l(g)
+	switch {
+	case gl.prev != nil:
+		l(gl.prev).next = gl.next
+	case gl.next != nil:
+		heads[k] = gl.next
+	default:
+		delete(heads, k)
+	}
+	if gl.next != nil {
+		l(gl.next).prev = gl.prev
+	}
+	*gl = link{}
 }
 
 func (f *FSM) addToken(g *grant, t TokenSpec, kind Kind, scope *string, now int64) {
-	f.tokens.put(t.Hash, record{grant: g, scope: scope, issuedAt: now, expiresAt: t.ExpiresAt, kind: kind})
-	g.tokens = append(g.tokens, t.Hash)
+	k := keyOf(t.Hash)
+	f.tokens.put(k, record{grant: g, scope: scope, issuedAt: now, expiresAt: t.ExpiresAt, kind: kind})
+	g.tokens = append(g.tokens, k)
 }
 
 func (f *FSM) countIssue(g *grant, now int64) uint64 {
-	key := subjectOf(g.clientID, g.tenant, g.username)
+	subject := subjectOf(g.clientID, g.tenant, g.username)
 	f.mu.Lock()
-	c := f.counters[key]
+	c := f.counters[subject]
 	c.count++
 	c.last = now
-	f.counters[key] = c
+	f.counters[subject] = c
 	f.mu.Unlock()
 	return c.count
 }
@@ -214,7 +242,7 @@ func (f *FSM) countIssue(g *grant, now int64) uint64 {
 // live returns the record for h if it exists, is of kind k, belongs to a
 // grant that is not revoked and has not expired at now.
 func (f *FSM) live(h Hash, k Kind, now int64) (record, bool) {
-	r, ok := f.tokens.get(h)
+	r, ok := f.tokens.get(keyOf(h))
 	if !ok || r.kind != k || r.grant.revoked.Load() || now >= r.expiresAt {
 		return record{}, false
 	}
@@ -245,7 +273,7 @@ func (f *FSM) redeemCode(c *RedeemCode) Result {
 		return Result{Outcome: Exists}
 	}
 	r.state = stateRedeemed
-	f.tokens.put(c.Code, r)
+	f.tokens.put(keyOf(c.Code), r)
 	res := Result{GrantID: g.id}
 	if !c.Access.Hash.IsZero() {
 		f.addToken(g, c.Access, KindAccess, nil, c.Now)
@@ -271,7 +299,7 @@ func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 	old := g.rot.Load()
 	retry := false
 	if r.state == stateRotated {
-		if old == nil || c.Old != old.prev || c.Now-old.rotatedAt > c.Grace {
+		if old == nil || keyOf(c.Old) != old.prev || c.Now-old.rotatedAt > c.Grace {
 			f.revokeGrant(g)
 			return Result{Outcome: Reused, GrantID: g.id}
 		}
@@ -287,7 +315,7 @@ func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 	if !f.fresh(c.Access, c.Refresh) {
 		return Result{Outcome: Exists}
 	}
-	next := &rotation{cur: c.Refresh.Hash, curAccess: c.Access.Hash, prev: c.Old, rotatedAt: c.Now}
+	next := &rotation{cur: keyOf(c.Refresh.Hash), curAccess: keyOf(c.Access.Hash), prev: keyOf(c.Old), rotatedAt: c.Now}
 	if retry {
 		// A retry within the grace window: the successor was never used
 		// (it would have become prev otherwise), so drop it and the access
@@ -298,7 +326,7 @@ func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 		next.rotatedAt = old.rotatedAt
 	} else {
 		r.state = stateRotated
-		f.tokens.put(c.Old, r)
+		f.tokens.put(keyOf(c.Old), r)
 	}
 	g.rot.Store(next)
 	f.addToken(g, c.Access, KindAccess, scope, c.Now)
@@ -307,12 +335,12 @@ func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 }
 
 // dropToken removes one token of g from the index.
-func (f *FSM) dropToken(g *grant, h Hash) {
-	if h.IsZero() || !f.tokens.del(h) {
+func (f *FSM) dropToken(g *grant, k key) {
+	if !f.tokens.del(k) {
 		return
 	}
 	for i, t := range g.tokens {
-		if t == h {
+		if t == k {
 			g.tokens[i] = g.tokens[len(g.tokens)-1]
 			g.tokens = g.tokens[:len(g.tokens)-1]
 			break
@@ -321,7 +349,7 @@ func (f *FSM) dropToken(g *grant, h Hash) {
 }
 
 func (f *FSM) revokeToken(c *RevokeToken) Result {
-	r, ok := f.tokens.get(c.Token)
+	r, ok := f.tokens.get(keyOf(c.Token))
 	if !ok || r.grant.revoked.Load() {
 		return Result{Outcome: NotFound}
 	}
@@ -336,8 +364,8 @@ func (f *FSM) revokeToken(c *RevokeToken) Result {
 // flag) and then frees them.
 func (f *FSM) revokeGrant(g *grant) {
 	g.revoked.Store(true)
-	for _, h := range g.tokens {
-		f.tokens.del(h)
+	for _, k := range g.tokens {
+		f.tokens.del(k)
 	}
 	g.tokens = nil
 	f.forgetGrant(g)
@@ -345,33 +373,22 @@ func (f *FSM) revokeGrant(g *grant) {
 
 func (f *FSM) forgetGrant(g *grant) {
 	delete(f.grants, g.id)
-	if set := f.byClient[g.clientID]; set != nil {
-		delete(set, g.id)
-		if len(set) == 0 {
-			delete(f.byClient, g.clientID)
-		}
-	}
+	unlinkGrant(f.byClient, g.clientID, g, clientList)
 	if g.username != "" {
-		k := userKey{g.tenant, g.username}
-		if set := f.bySubject[k]; set != nil {
-			delete(set, g.id)
-			if len(set) == 0 {
-				delete(f.bySubject, k)
-			}
-		}
+		unlinkGrant(f.bySubject, userKey{g.tenant, g.username}, g, userList)
 	}
 }
 
-func (f *FSM) revokeAll(set map[uint64]*grant) uint64 {
-	// Collect first: revokeGrant edits the set being ranged over.
-	gs := make([]*grant, 0, len(set))
-	for _, g := range set {
-		gs = append(gs, g)
-	}
-	for _, g := range gs {
+// revokeAll revokes every grant of the list starting at head.
+func (f *FSM) revokeAll(head *grant, l func(*grant) *link) uint64 {
+	var n uint64
+	for g := head; g != nil; {
+		next := l(g).next // revokeGrant unlinks g
 		f.revokeGrant(g)
+		g = next
+		n++
 	}
-	return uint64(len(gs))
+	return n
 }
 
 func (f *FSM) putClient(c *PutClient) Result {
@@ -414,7 +431,7 @@ func (f *FSM) deleteClient(c *DeleteClient) Result {
 	if !ok {
 		return Result{Outcome: NotFound}
 	}
-	return Result{Count: f.revokeAll(f.byClient[c.ClientID])}
+	return Result{Count: f.revokeAll(f.byClient[c.ClientID], clientList)}
 }
 
 func (f *FSM) putUser(c *PutUser) Result {
@@ -448,7 +465,7 @@ func (f *FSM) deleteUser(c *DeleteUser) Result {
 	if !ok {
 		return Result{Outcome: NotFound}
 	}
-	return Result{Count: f.revokeAll(f.bySubject[k])}
+	return Result{Count: f.revokeAll(f.bySubject[k], userList)}
 }
 
 // purge drops tokens that expired before now, and grants left with none.
@@ -458,9 +475,9 @@ func (f *FSM) purge(now int64) uint64 {
 	for i := range f.tokens.shards {
 		s := &f.tokens.shards[i]
 		s.mu.Lock()
-		for h, r := range s.m {
+		for k, r := range s.m {
 			if now >= r.expiresAt {
-				delete(s.m, h)
+				delete(s.m, k)
 				touched[r.grant] = struct{}{}
 				n++
 			}
@@ -469,9 +486,9 @@ func (f *FSM) purge(now int64) uint64 {
 	}
 	for g := range touched {
 		kept := g.tokens[:0]
-		for _, h := range g.tokens {
-			if _, ok := f.tokens.get(h); ok {
-				kept = append(kept, h)
+		for _, k := range g.tokens {
+			if _, ok := f.tokens.get(k); ok {
+				kept = append(kept, k)
 			}
 		}
 		g.tokens = kept
@@ -486,8 +503,10 @@ func (f *FSM) purge(now int64) uint64 {
 // nanoseconds): present, of a grant that is not revoked, not expired, and
 // not a rotated-out refresh token or redeemed code. It takes one shard read
 // lock and allocates nothing.
-func (f *FSM) Lookup(h Hash, now int64) (Token, bool) {
-	r, ok := f.tokens.get(h)
+func (f *FSM) Lookup(h Hash, now int64) (Token, bool) { return f.lookupKey(keyOf(h), now) }
+
+func (f *FSM) lookupKey(k key, now int64) (Token, bool) {
+	r, ok := f.tokens.get(k)
 	if !ok || r.state != stateActive || now >= r.expiresAt || r.grant.revoked.Load() {
 		return Token{}, false
 	}

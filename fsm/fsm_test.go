@@ -115,7 +115,7 @@ func (e *env) wantInvalid(now int64, hs ...Hash) {
 	}
 }
 
-func (e *env) present(h Hash) bool { _, ok := e.f.tokens.get(h); return ok }
+func (e *env) present(h Hash) bool { _, ok := e.f.tokens.get(keyOf(h)); return ok }
 
 // digest renders the whole state (except the applied index) canonically, so
 // two states compare with ==.
@@ -148,11 +148,11 @@ func digest(f *FSM) string {
 			id, g.id, g.clientID, g.tenant, g.username, g.scope, code.redirectURI, code.challenge, g.issuedAt,
 			rot.cur[:6], rot.curAccess[:6], rot.prev[:6], rot.rotatedAt, g.revoked.Load(), toks))
 	}
-	for k, set := range f.byClient {
-		lines = append(lines, fmt.Sprintf("byClient %q %v", k, grantIDs(set)))
+	for k, head := range f.byClient {
+		lines = append(lines, fmt.Sprintf("byClient %q %v", k, listIDs(head, clientList)))
 	}
-	for k, set := range f.bySubject {
-		lines = append(lines, fmt.Sprintf("bySubject %q/%q %v", k.tenant, k.username, grantIDs(set)))
+	for k, head := range f.bySubject {
+		lines = append(lines, fmt.Sprintf("bySubject %q/%q %v", k.tenant, k.username, listIDs(head, userList)))
 	}
 	f.mu.RLock()
 	for k, c := range f.clients {
@@ -169,16 +169,29 @@ func digest(f *FSM) string {
 	return strings.Join(lines, "\n")
 }
 
-func grantIDs(set map[uint64]*grant) []uint64 {
-	ids := make([]uint64, 0, len(set))
-	for id, g := range set {
-		if id != g.id {
-			ids = append(ids, 1<<63|id) // flag a mis-keyed entry
+// listIDs lists the ids of a grant list, sorted, flagging broken back links.
+func listIDs(head *grant, l func(*grant) *link) []uint64 {
+	var ids []uint64
+	var prev *grant
+	for g := head; g != nil; g = l(g).next {
+		if l(g).prev != prev {
+			ids = append(ids, 1<<63|g.id) // flag a broken back link
 		}
-		ids = append(ids, id)
+		ids = append(ids, g.id)
+		prev = g
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	return ids
+}
+
+// inList reports whether g is on the list starting at head.
+func inList(head, g *grant, l func(*grant) *link) bool {
+	for x := head; x != nil; x = l(x).next {
+		if x == g {
+			return true
+		}
+	}
+	return false
 }
 
 func diffLines(a, b string) string {
@@ -240,27 +253,27 @@ func checkInvariants(t testing.TB, f *FSM) {
 		if len(g.tokens) == 0 {
 			t.Errorf("grant %d has no tokens but is kept", id)
 		}
-		if f.byClient[g.clientID][id] != g {
+		if !inList(f.byClient[g.clientID], g, clientList) {
 			t.Errorf("grant %d missing from byClient", id)
 		}
-		if g.username != "" && f.bySubject[userKey{g.tenant, g.username}][id] != g {
+		if g.username != "" && !inList(f.bySubject[userKey{g.tenant, g.username}], g, userList) {
 			t.Errorf("grant %d missing from bySubject", id)
 		}
 	}
 	if m != n {
 		t.Errorf("grants list %d tokens, index holds %d", m, n)
 	}
-	for _, set := range f.byClient {
-		for id := range set {
-			if f.grants[id] == nil {
-				t.Errorf("byClient holds forgotten grant %d", id)
+	for k, head := range f.byClient {
+		for _, id := range listIDs(head, clientList) {
+			if g := f.grants[id]; g == nil || g.clientID != k {
+				t.Errorf("byClient %q holds grant %d that is forgotten or not its own", k, id)
 			}
 		}
 	}
-	for _, set := range f.bySubject {
-		for id := range set {
-			if f.grants[id] == nil {
-				t.Errorf("bySubject holds forgotten grant %d", id)
+	for k, head := range f.bySubject {
+		for _, id := range listIDs(head, userList) {
+			if g := f.grants[id]; g == nil || g.tenant != k.tenant || g.username != k.username {
+				t.Errorf("bySubject %v holds grant %d that is forgotten or not its own", k, id)
 			}
 		}
 	}
@@ -906,8 +919,10 @@ func TestPurge(t *testing.T) {
 	if _, ok := e.f.grants[ccr.GrantID]; ok {
 		t.Error("grant with no tokens left kept")
 	}
-	if _, ok := e.f.byClient["c2"][ccr.GrantID]; ok {
-		t.Error("purged grant kept in byClient")
+	for _, id := range listIDs(e.f.byClient["c2"], clientList) {
+		if id == ccr.GrantID {
+			t.Error("purged grant kept in byClient")
+		}
 	}
 	e.wantValid(t0+accessL, g1.refresh, g3.access, g3.refresh, g4b.access, g4b.refresh)
 	if !e.present(g4.refresh) {

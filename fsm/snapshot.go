@@ -17,8 +17,10 @@ import (
 //	counters: count, then subject, count, last
 //	grants:   count, then id, client, tenant, username, scope, issuedAt,
 //	          code flag (+ redirect URI, challenge),
-//	          rotation flag (+ cur, curAccess, prev, rotatedAt)
-//	tokens:   count, then hash, grant id, kind, state, own-scope flag
+//	          rotation flag (+ cur, curAccess, prev keys, rotatedAt)
+//
+// Keys are the index's 16-byte token keys (index.go), not full hashes.
+//	tokens:   count, then key, grant id, kind, state, own-scope flag
 //	          (+ scope), issuedAt, expiresAt
 //
 // Snapshot runs on the apply goroutine (raft never runs it concurrently
@@ -40,7 +42,7 @@ type Snapshot struct {
 	clients  []*Client
 	users    []*User
 	counters map[string]counter
-	shards   [shardCount]map[Hash]record
+	shards   [shardCount]map[key]record
 	rots     map[*grant]*rotation
 }
 
@@ -141,9 +143,9 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		rot := s.rots[g]
 		e.bool(rot != nil)
 		if rot != nil {
-			e.hash(rot.cur)
-			e.hash(rot.curAccess)
-			e.hash(rot.prev)
+			e.key(rot.cur)
+			e.key(rot.curAccess)
+			e.key(rot.prev)
 			e.varint(rot.rotatedAt)
 		}
 		if err := flush(); err != nil {
@@ -153,8 +155,8 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 
 	e.uvarint(uint64(tokens))
 	for _, m := range s.shards {
-		for h, r := range m {
-			e.hash(h)
+		for k, r := range m {
+			e.key(k)
 			e.uvarint(r.grant.id)
 			e.byte(byte(r.kind))
 			e.byte(byte(r.state))
@@ -279,6 +281,11 @@ func (d *streamDecoder) hash() (h Hash) {
 	return h
 }
 
+func (d *streamDecoder) key() (k key) {
+	copy(k[:], d.full(len(k)))
+	return k
+}
+
 func (d *streamDecoder) bool() bool {
 	switch d.byte() {
 	case 0:
@@ -333,19 +340,15 @@ func (f *FSM) readSnapshot(r *bufio.Reader) (uint64, error) {
 			g.code = &codeBinding{redirectURI: d.string(), challenge: d.string()}
 		}
 		if d.bool() {
-			g.rot.Store(&rotation{cur: d.hash(), curAccess: d.hash(), prev: d.hash(), rotatedAt: d.varint()})
+			g.rot.Store(&rotation{cur: d.key(), curAccess: d.key(), prev: d.key(), rotatedAt: d.varint()})
 		}
 		if d.err == nil && f.grants[g.id] != nil {
 			return 0, fmt.Errorf("grant %d appears twice", g.id)
 		}
-		f.grants[g.id] = g
-		addTo(f.byClient, g.clientID, g)
-		if g.username != "" {
-			addTo(f.bySubject, userKey{g.tenant, g.username}, g)
-		}
+		f.indexGrant(g)
 	}
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
-		h := d.hash()
+		k := d.key()
 		g := f.grants[d.uvarint()]
 		rec := record{grant: g, kind: Kind(d.byte()), state: recState(d.byte())}
 		if d.bool() {
@@ -358,11 +361,11 @@ func (f *FSM) readSnapshot(r *bufio.Reader) (uint64, error) {
 		if g == nil {
 			return 0, errors.New("token refers to an unknown grant")
 		}
-		if _, dup := f.tokens.shards[h[0]].m[h]; dup {
+		if _, dup := f.tokens.shards[k[0]].m[k]; dup {
 			return 0, errors.New("token appears twice")
 		}
-		f.tokens.shards[h[0]].m[h] = rec
-		g.tokens = append(g.tokens, h)
+		f.tokens.shards[k[0]].m[k] = rec
+		g.tokens = append(g.tokens, k)
 	}
 	if d.err == nil {
 		if _, err := d.r.ReadByte(); err != io.EOF {
