@@ -33,6 +33,9 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 			s.writeError(w, r, errorf(http.StatusUnauthorized, "invalid_token", "admin bearer token required"))
 			return
 		}
+		if s.unready(w, r) {
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -32,6 +32,9 @@ const maxStateLen = 2048
 type authzError struct{ code, desc string }
 
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	if s.unreadyPage(w, r) {
+		return
+	}
 	var params url.Values
 	if r.Method == http.MethodPost {
 		f, err := parseForm(w, r)
@@ -97,6 +100,22 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}, selfOnly)
 }
 
+// unreadyPage is unready for the HTML pages: an error page with 503 and
+// Retry-After when this node cannot serve from local state right now.
+func (s *Server) unreadyPage(w http.ResponseWriter, r *http.Request) bool {
+	err := s.rep.ReadReady()
+	if err == nil {
+		return false
+	}
+	var ra retryAfter
+	if errors.As(err, &ra) {
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(ra.RetryAfter())))
+	}
+	s.errorPage(w, r, http.StatusServiceUnavailable, "Try again in a moment",
+		"This server is catching up with the cluster and cannot sign you in right now.")
+	return true
+}
+
 // checkAuthRequest validates what follows the client and redirect URI and
 // fills req.
 func (s *Server) checkAuthRequest(params url.Values, c *fsm.Client, req *authRequest) *authzError {
@@ -155,6 +174,9 @@ func (s *Server) checkAuthRequest(params url.Values, c *fsm.Client, req *authReq
 
 // authorizeLogin checks the password posted by the login page.
 func (s *Server) authorizeLogin(w http.ResponseWriter, r *http.Request) {
+	if s.unreadyPage(w, r) {
+		return
+	}
 	f, sess, c, ok := s.sessionPost(w, r)
 	if !ok {
 		return
@@ -211,6 +233,9 @@ func (s *Server) authorizeLogin(w http.ResponseWriter, r *http.Request) {
 
 // authorizeConsent finishes the request: deny, or issue and redirect.
 func (s *Server) authorizeConsent(w http.ResponseWriter, r *http.Request) {
+	if s.unreadyPage(w, r) {
+		return
+	}
 	f, sess, c, ok := s.sessionPost(w, r)
 	if !ok {
 		return

@@ -48,6 +48,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// unready answers 503 with Retry-After and reports true when this node
+// may not serve from local state right now (no leader, no read lease, still
+// catching up). Every handler that reads local state before acting — client
+// authentication included — asks first, so a lagging node says "later"
+// instead of "unknown client" (CONTRACT.md: writes and validations without
+// a lease get 503).
+func (s *Server) unready(w http.ResponseWriter, r *http.Request) bool {
+	err := s.rep.ReadReady()
+	if err == nil {
+		return false
+	}
+	s.writeError(w, r, err)
+	return true
+}
+
 // writeError writes err as a JSON error. Consensus unavailability becomes
 // 503 with Retry-After; anything unexpected becomes a 500 whose details go
 // to the log only.

@@ -23,6 +23,9 @@ type introspection struct {
 // introspect serves POST /introspect (RFC 7662) from local memory. Callers
 // authenticate as confidential clients.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
+	if s.unready(w, r) {
+		return
+	}
 	resp, err := s.introspectRequest(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -47,9 +50,6 @@ func (s *Server) introspectRequest(w http.ResponseWriter, r *http.Request) (intr
 	raw := f.get("token")
 	if raw == "" {
 		return introspection{}, invalidRequest("token is required")
-	}
-	if err := s.rep.ReadReady(); err != nil {
-		return introspection{}, err
 	}
 	t, ok := s.fsm.Lookup(fsm.HashOf(raw), s.now().UnixNano())
 	if !ok || t.Kind == fsm.KindCode {

@@ -9,8 +9,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // readyz is 200 only while this node can answer validations (a leader and
 // a read lease), so load balancers route around it otherwise.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	if err := s.rep.ReadReady(); err != nil {
-		s.writeError(w, r, err)
+	if s.unready(w, r) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tokend/tokend/fsm"
 )
@@ -42,3 +43,13 @@ func newMemServer(t testing.TB) (*Server, *fsm.FSM) {
 	}
 	return s, f
 }
+
+// unreadyReplicator refuses reads, like a node without a lease.
+type unreadyReplicator struct{ memReplicator }
+
+type errNoLease struct{}
+
+func (errNoLease) Error() string                 { return "no read lease" }
+func (errNoLease) RetryAfter() (d time.Duration) { return time.Second }
+
+func (*unreadyReplicator) ReadReady() error { return errNoLease{} }

@@ -10,6 +10,9 @@ import (
 // once the revocation has been applied everywhere reads are served; a token
 // of another client is left alone without saying so.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	if s.unready(w, r) {
+		return
+	}
 	f, err := parseForm(w, r)
 	if err == nil {
 		err = s.revokeRequest(r, f)

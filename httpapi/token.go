@@ -56,6 +56,9 @@ func (s *Server) writeTokens(w http.ResponseWriter, t issued, scope string, res 
 
 // token serves POST /token (RFC 6749 §3.2).
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	if s.unready(w, r) {
+		return
+	}
 	if err := s.tokenRequest(w, r); err != nil {
 		s.writeError(w, r, err)
 	}

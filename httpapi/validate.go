@@ -13,8 +13,7 @@ import (
 // Traefik ForwardAuth, Envoy ext_authz): one hash, one shard read lock, a
 // few headers, from local memory. Errors follow RFC 6750 §3.
 func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
-	if err := s.rep.ReadReady(); err != nil {
-		s.writeError(w, r, err)
+	if s.unready(w, r) {
 		return
 	}
 	raw, ok := bearer(r)
