@@ -73,6 +73,13 @@ const (
 	// (see doc.go for the argument).
 	officeWait = leaseLength + leaderLeaseTimeout + 2*holderMargin
 
+	// The leader re-confirms its leadership with a quorum every
+	// verifyInterval and serves reads for leaderReadWindow after the start
+	// of the last confirmation: officeWait less 20% for clock-rate drift,
+	// so it stops before any successor could acknowledge a write.
+	verifyInterval   = 100 * time.Millisecond
+	leaderReadWindow = officeWait * 8 / 10
+
 	applyTimeout      = 5 * time.Second
 	reconcileInterval = 1 * time.Second
 	retryAfter        = 1 * time.Second

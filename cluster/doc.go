@@ -75,18 +75,28 @@
 //     the new leader's first acknowledgement. Leases of the new leader go
 //     only to nodes that applied its barrier, which holds everything
 //     acknowledged before.
-//  4. The leader serves reads once its barrier is applied and only while
-//     raft reports it as leader of that term; it never needs a lease
-//     (everything acknowledged is committed, hence in its log, hence applied
-//     after the barrier). A deposed leader stops the moment raft steps it
-//     down, which happens before any new leader acknowledges (point 3).
-//     Without a lease or leadership, ReadReady returns an *UnavailableError.
+//  4. The leader serves reads once its barrier is applied, while raft
+//     reports it as leader of that term, and only within leaderReadWindow
+//     (officeWait less 20%) of the start of its last successful quorum check
+//     (raft.VerifyLeader, every 100 ms). Everything acknowledged is committed,
+//     hence in its log, hence applied after the barrier, so it needs no
+//     lease. The time limit is what covers a leader that is paused (SIGSTOP,
+//     a long GC or VM stall): raft steps a leader down only when its own
+//     timer runs, so after a pause it would otherwise answer queued requests
+//     from stale memory while a successor has been acknowledging writes.
+//     Every voter that answered the check had not left this term, so a
+//     successor took office after the check began and acknowledges nothing
+//     for officeWait after that. The same limit gates lease grants, so a
+//     resumed old leader grants none. The linearizability test in
+//     cmd/tokend found the pause case; without a lease or a confirmed
+//     leadership, ReadReady returns an *UnavailableError.
 //
 // Assumptions: clock *rates* differ by less than the 10% margin (clocks need
 // not be synchronized: every duration is measured locally with the
-// monotonic clock); hashicorp/raft's leader steps down within its
-// LeaderLeaseTimeout check plus the margin (scheduling delay); a holder's
-// reports arrive in order (its lease loop has one request in flight).
+// monotonic clock, which keeps running while a process is stopped); a
+// holder's reports arrive in order (its lease loop has one request in
+// flight). A pause between the readiness check and the answer of one
+// request is not covered: that is inherent to serving reads locally.
 // What it does not give: a write still in flight may be visible on one node
 // and not yet on another, so concurrent reads of an unacknowledged write
 // are not linearizable; acknowledged ones are. A follower forwarding a

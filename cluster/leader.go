@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -19,6 +20,11 @@ type leaderState struct {
 	// writesAt is when this leader may first acknowledge a write: every
 	// lease granted by an earlier leader has expired by then.
 	writesAt time.Time
+
+	// readUntil is when this leader's right to answer reads ends, on the
+	// node's monotonic clock (Node.sinceStart): a successful leadership
+	// check that started at t extends it to t + leaderReadWindow.
+	readUntil atomic.Int64
 
 	mu sync.Mutex
 	// ready: the term's barrier (a Noop command) has been applied, so
@@ -41,6 +47,39 @@ func (ls *leaderState) isReady() bool {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	return ls.ready
+}
+
+// mayServe reports whether the leader's read right holds at now.
+func (ls *leaderState) mayServe(now int64) bool { return now < ls.readUntil.Load() }
+
+// verifyLoop keeps the leader's read right alive. raft.State() alone is not
+// enough: a leader whose process is paused (SIGSTOP, a long GC or VM stall)
+// keeps believing it leads until its own timer runs after the pause, and
+// meanwhile a new leader may have acknowledged writes; requests queued
+// during the pause would then be answered from stale memory. So the leader
+// serves reads only until leaderReadWindow after the start of its last
+// successful quorum check (raft.VerifyLeader): every voter that answered
+// that check had not yet left this term, so any new leader took office
+// later and acknowledges nothing before officeWait after that.
+func (n *Node) verifyLoop(ctx context.Context, ls *leaderState) {
+	defer n.wg.Done()
+	t := time.NewTicker(verifyInterval)
+	defer t.Stop()
+	for {
+		start := n.sinceStart()
+		err := n.raft.VerifyLeader().Error()
+		switch {
+		case err == nil:
+			ls.readUntil.Store(start + int64(leaderReadWindow))
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (n *Node) watchLeadership() {
@@ -80,8 +119,9 @@ func (n *Node) becomeLeader() {
 		old.cancel()
 	}
 	n.log.Info("cluster: became leader", "term", ls.term)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.leaderLoop(ctx, ls)
+	go n.verifyLoop(ctx, ls)
 }
 
 // leaderLoop commits a barrier, then runs the purge and reconcile loops
@@ -238,6 +278,7 @@ func (n *Node) grantLease(req leaseRequest) leaseResponse {
 		return leaseResponse{Reason: "not leader"}
 	}
 	resp := leaseResponse{Term: ls.term, Leader: n.cfg.NodeID}
+	mayServe := ls.mayServe(n.sinceStart())
 	ls.mu.Lock()
 	h := ls.holders[req.ID]
 	if h == nil {
@@ -250,6 +291,10 @@ func (n *Node) grantLease(req leaseRequest) leaseResponse {
 	switch {
 	case !ls.ready:
 		resp.Reason = "leader not ready"
+	case !mayServe:
+		// Paused or cut off: a lease granted now could outlive a newer
+		// leader's first acknowledgement.
+		resp.Reason = "leadership not confirmed"
 	case req.Term > ls.term:
 		resp.Reason = "stale leader"
 	case req.Applied < ls.floor:
@@ -340,7 +385,7 @@ func (n *Node) httpAddrOf(id string) string {
 func (n *Node) ReadReady() error {
 	if n.raft.State() == raft.Leader {
 		ls := n.leader.Load()
-		if ls != nil && ls.term == n.raft.CurrentTerm() && ls.isReady() {
+		if ls != nil && ls.term == n.raft.CurrentTerm() && ls.mayServe(n.sinceStart()) && ls.isReady() {
 			return nil
 		}
 		return unavailable("", ErrNotReady)

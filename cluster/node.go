@@ -58,6 +58,9 @@ type Node struct {
 	httpc       *http.Client
 	metrics     *metrics
 	batchSizes  prometheus.Histogram
+	// started anchors sinceStart, a monotonic clock that can be stored
+	// in an atomic.
+	started time.Time
 
 	shutdownCh   chan struct{}
 	shutdownOnce sync.Once
@@ -75,6 +78,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
+		started:      time.Now(),
 		cfg:          cfg,
 		log:          cfg.Logger.With("node", cfg.NodeID),
 		fsm:          cfg.FSM,
@@ -432,3 +436,6 @@ func (n *Node) Status() Status {
 	sort.Slice(s.Members, func(i, j int) bool { return s.Members[i].NodeID < s.Members[j].NodeID })
 	return s
 }
+
+// sinceStart is nanoseconds on the monotonic clock since the node started.
+func (n *Node) sinceStart() int64 { return int64(time.Since(n.started)) }
