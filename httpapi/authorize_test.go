@@ -33,22 +33,6 @@ const (
 	azIssuer     = "http://tokend.test"
 )
 
-// azRep applies commands straight to the FSM, in order.
-type azRep struct {
-	f   *fsm.FSM
-	mu  sync.Mutex
-	idx uint64
-}
-
-func (r *azRep) Apply(_ context.Context, cmd []byte) (fsm.Result, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.idx++
-	return r.f.Apply(r.idx, cmd), nil
-}
-
-func (r *azRep) ReadReady() error { return nil }
-
 // azClock is a settable clock.
 type azClock struct {
 	mu sync.Mutex
@@ -71,7 +55,7 @@ func newAZEnv(t *testing.T, now func() time.Time, opts ...func(*httpapi.Config))
 	t.Helper()
 	f := fsm.New()
 	cfg := httpapi.Config{
-		FSM: f, Replicator: &azRep{f: f}, AdminToken: azAdminToken, Issuer: azIssuer,
+		FSM: f, Replicator: httpapi.NewMemReplicator(f), AdminToken: azAdminToken, Issuer: azIssuer,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: now,
 	}
 	for _, o := range opts {
