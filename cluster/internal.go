@@ -16,7 +16,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -234,32 +234,25 @@ type leaseResponse struct {
 	Reason  string `json:"reason,omitempty"`
 }
 
-// holderLease is the read lease this node holds from a leader.
-type holderLease struct {
-	mu     sync.Mutex
-	leader string
-	until  time.Time // holder's view: send time + lease - margin
-}
+// holderLease is the read lease this node holds from a leader: when it
+// ends on the node's monotonic clock (Node.sinceStart), counted from the
+// renewal's send time less the drift margin. It is atomic because every
+// validation on a follower checks it.
+type holderLease struct{ until atomic.Int64 }
 
-func (l *holderLease) valid(now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return now.Before(l.until)
-}
+func (l *holderLease) valid(now int64) bool { return now < l.until.Load() }
 
-func (l *holderLease) set(leader string, until time.Time) {
-	l.mu.Lock()
-	if until.After(l.until) {
-		l.leader, l.until = leader, until
+// extend moves the end of the lease to until if that is later.
+func (l *holderLease) extend(until int64) {
+	for {
+		cur := l.until.Load()
+		if until <= cur || l.until.CompareAndSwap(cur, until) {
+			return
+		}
 	}
-	l.mu.Unlock()
 }
 
-func (l *holderLease) clear() {
-	l.mu.Lock()
-	l.leader, l.until = "", time.Time{}
-	l.mu.Unlock()
-}
+func (l *holderLease) clear() { l.until.Store(0) }
 
 // leaseLoop renews this node's read lease, reporting its applied index to
 // the leader after every apply batch and at least every leaseRenew.
@@ -288,7 +281,7 @@ func (n *Node) leaseLoop() {
 		if addr == "" {
 			continue
 		}
-		sent := time.Now()
+		sent := n.sinceStart()
 		body, _ := json.Marshal(leaseRequest{ID: n.cfg.NodeID, Applied: n.applied.Load(), Term: n.raft.CurrentTerm()})
 		b, _, err := n.call(ctx, addr, "lease", body, leaseLength/2)
 		var resp leaseResponse
@@ -304,7 +297,7 @@ func (n *Node) leaseLoop() {
 		}
 		lastReason = reason
 		if err == nil && resp.Granted {
-			n.lease.set(resp.Leader, sent.Add(time.Duration(resp.LeaseMS)*time.Millisecond-holderMargin))
+			n.lease.extend(sent + int64(time.Duration(resp.LeaseMS)*time.Millisecond-holderMargin))
 		}
 	}
 }

@@ -26,10 +26,12 @@ type leaderState struct {
 	// check that started at t extends it to t + leaderReadWindow.
 	readUntil atomic.Int64
 
-	mu sync.Mutex
 	// ready: the term's barrier (a Noop command) has been applied, so
-	// the local FSM holds every entry committed before this term.
-	ready bool
+	// the local FSM holds every entry committed before this term. Atomic
+	// because every validation on the leader checks it.
+	ready atomic.Bool
+
+	mu sync.Mutex
 	// floor is the highest index acknowledged to a client (or the
 	// barrier's index); a lease is granted only to a node that has
 	// applied at least this much.
@@ -43,11 +45,7 @@ type holder struct {
 	expires time.Time // leader's view, counted from the answer
 }
 
-func (ls *leaderState) isReady() bool {
-	ls.mu.Lock()
-	defer ls.mu.Unlock()
-	return ls.ready
-}
+func (ls *leaderState) isReady() bool { return ls.ready.Load() }
 
 // mayServe reports whether the leader's read right holds at now.
 func (ls *leaderState) mayServe(now int64) bool { return now < ls.readUntil.Load() }
@@ -133,7 +131,8 @@ func (n *Node) leaderLoop(ctx context.Context, ls *leaderState) {
 		err := f.Error()
 		if err == nil {
 			ls.mu.Lock()
-			ls.floor, ls.ready = f.Index(), true
+			ls.floor = f.Index()
+			ls.ready.Store(true)
 			ls.mu.Unlock()
 			ls.changed.notify()
 			break
@@ -289,7 +288,7 @@ func (n *Node) grantLease(req leaseRequest) leaseResponse {
 	// right, and it stays right if the holder restarted behind.
 	h.applied = req.Applied
 	switch {
-	case !ls.ready:
+	case !ls.ready.Load():
 		resp.Reason = "leader not ready"
 	case !mayServe:
 		// Paused or cut off: a lease granted now could outlive a newer
@@ -390,7 +389,7 @@ func (n *Node) ReadReady() error {
 		}
 		return unavailable("", ErrNotReady)
 	}
-	if n.lease.valid(time.Now()) {
+	if n.lease.valid(n.sinceStart()) {
 		return nil
 	}
 	if _, id := n.raft.LeaderWithID(); id == "" {
