@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -306,5 +307,47 @@ func TestClusterBootstrapExpectMismatch(t *testing.T) {
 		if s.LeaderID != "" || s.State == "Leader" {
 			t.Fatalf("%s bootstrapped despite the mismatch: %+v", p.id, s)
 		}
+	}
+}
+
+// TestClusterReplacedAddress: a node that comes back under the same id with
+// a new Raft address is updated in the configuration and serves again.
+func TestClusterReplacedAddress(t *testing.T) {
+	c := newTestCluster(t, 3)
+	id, secret := c.createClient(c.procs[0])
+	moved := c.procs[2]
+	moved.terminate(t)
+	moved.raftAddr = freePort(t)
+	moved.start(t)
+
+	eventually(t, "configuration shows the new raft address", func() error {
+		var s struct {
+			Members []struct {
+				NodeID   string `json:"node_id"`
+				RaftAddr string `json:"raft_addr"`
+				Suffrage string `json:"suffrage"`
+			} `json:"members"`
+		}
+		code, body, _, err := do(http.MethodGet, c.procs[0].url()+"/cluster/status", "", "", nil)
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("status %d %v", code, err)
+		}
+		if err := json.Unmarshal(body, &s); err != nil {
+			return err
+		}
+		for _, m := range s.Members {
+			if m.NodeID == moved.id && m.RaftAddr == moved.raftAddr && m.Suffrage == "Voter" {
+				return nil
+			}
+		}
+		return fmt.Errorf("members: %+v", s.Members)
+	})
+	c.waitReady(moved)
+	tok, _, err := issue(c.procs[0], id, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := validateEventually(t, moved, tok); code != http.StatusOK {
+		t.Fatalf("moved node answers %d for a new token", code)
 	}
 }
