@@ -18,8 +18,31 @@ func newFlagSet(name string, w io.Writer) *flag.FlagSet {
 // parseWithEnv parses args, then fills every flag not given on the command
 // line from TOKEND_<FLAG_IN_UPPER_SNAKE>, so flags win over the
 // environment.
+//
+// Flags may follow positional arguments (tokend client get ID --addr URL):
+// the standard flag package stops at the first positional, so parsing
+// resumes after each one, and fs.Args() ends up holding just the
+// positionals.
 func parseWithEnv(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		// Parse stops at "--" too, consuming it: all that follows is
+		// positional.
+		if i := len(args) - len(rest) - 1; i >= 0 && args[i] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+	if err := fs.Parse(append([]string{"--"}, positional...)); err != nil {
 		return err
 	}
 	set := map[string]bool{}

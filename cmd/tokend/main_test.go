@@ -94,3 +94,15 @@ func TestDevCurlLines(t *testing.T) {
 		t.Errorf("validate after revoke should be 401, got:\n%s", last)
 	}
 }
+
+func TestFlagsAfterPositionalArguments(t *testing.T) {
+	fs := newFlagSet("t", io.Discard)
+	addr := fs.String("addr", "", "")
+	force := fs.Bool("force", false, "")
+	if err := parseWithEnv(fs, []string{"get", "ID", "--addr", "http://x", "--force", "--", "-literal"}); err != nil {
+		t.Fatal(err)
+	}
+	if *addr != "http://x" || !*force || strings.Join(fs.Args(), " ") != "get ID -literal" {
+		t.Fatalf("addr %q force %v args %q", *addr, *force, fs.Args())
+	}
+}
