@@ -303,6 +303,16 @@ func (n *Node) reconcile(ls *leaderState) {
 	}
 	n.peersMu.Unlock()
 
+	// A node restarted under a new Raft address may win an election before
+	// anyone updated its entry; as leader it must fix its own, or it is
+	// unreachable the moment it steps down.
+	if self, ok := inCfg[n.cfg.NodeID]; ok && string(self.Address) != n.cfg.RaftAddr {
+		n.log.Info("cluster: updating own raft address", "raft", n.cfg.RaftAddr, "was", string(self.Address))
+		if err := n.raft.AddVoter(raft.ServerID(n.cfg.NodeID), raft.ServerAddress(n.cfg.RaftAddr), 0, 5*time.Second).Error(); err != nil {
+			n.log.Warn("cluster: updating own raft address failed", "err", err)
+		}
+	}
+
 	for id, p := range peers {
 		if id == n.cfg.NodeID {
 			continue

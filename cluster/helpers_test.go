@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/fsm"
+	"github.com/tokend/tokend/internal/testnet"
 )
 
 func testLogger(name string) *slog.Logger {
@@ -26,26 +27,8 @@ func testLogger(name string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})).With("t", name)
 }
 
-// freeAddr returns a 127.0.0.1 address with a port that was free a moment
-// ago (TCP; memberlist also binds UDP on the same port, tried here too).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		u, err := net.ListenPacket("udp", addr)
-		l.Close()
-		if err == nil {
-			u.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free port")
-	return ""
-}
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string { return testnet.Addr(t) }
 
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {

@@ -25,6 +25,7 @@ import (
 	"github.com/tokend/tokend/cluster"
 	"github.com/tokend/tokend/fsm"
 	"github.com/tokend/tokend/httpapi"
+	"github.com/tokend/tokend/internal/testnet"
 )
 
 // nodeOpts configures a test node. Zero values get test-friendly defaults.
@@ -68,16 +69,8 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// freeAddr returns a 127.0.0.1 TCP address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// freeAddr returns a loopback address that was free a moment ago.
+func freeAddr(t *testing.T) string { return testnet.Addr(t) }
 
 // startNode starts a single-node tokend on dir (fresh or existing) and waits
 // until /readyz answers 200. The node is stopped at test cleanup unless

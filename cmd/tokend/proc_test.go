@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/testnet"
 )
 
 // These tests run real tokend processes on 127.0.0.1, built from the tree
@@ -48,15 +49,7 @@ func TestMain(m *testing.M) {
 // two busy cores with the race detector.
 const deadline = 60 * time.Second
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+func freePort(t *testing.T) string { return testnet.Addr(t) }
 
 type lockedBuffer struct {
 	mu sync.Mutex
