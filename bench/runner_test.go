@@ -50,13 +50,12 @@ func TestClosedLoopRespectsDurationAndWarmup(t *testing.T) {
 func TestRequestBound(t *testing.T) {
 	var calls atomic.Int64
 	spec := loadSpec{Concurrency: 8, Duration: 10 * time.Second, MaxRequests: 100, Interval: time.Second}
-	start := time.Now()
 	out := runLoad(context.Background(), spec, sleepScenario(time.Millisecond, &calls), nil)
 	if out.Total.count() != 100 {
 		t.Fatalf("recorded %d, want exactly 100", out.Total.count())
 	}
-	if time.Since(start) > 5*time.Second || out.Stopped == "" {
-		t.Fatalf("request bound did not end the run early (%v, %q)", time.Since(start), out.Stopped)
+	if out.Stopped == "" || out.Elapsed >= spec.Duration {
+		t.Fatalf("request bound did not end the run before its duration (%v, %q)", out.Elapsed, out.Stopped)
 	}
 }
 
@@ -67,8 +66,9 @@ func TestOpenLoopRequestBoundAndRate(t *testing.T) {
 	if out.Total.count() != 200 {
 		t.Fatalf("recorded %d", out.Total.count())
 	}
-	// 200 requests at 500/s take about 0.4 s.
-	if out.Elapsed < 350*time.Millisecond || out.Elapsed > 2*time.Second {
+	// 200 requests at 500/s take at least 0.4 s when paced (a busy
+	// machine can only make it slower, so only the lower bound is checked).
+	if out.Elapsed < 350*time.Millisecond {
 		t.Fatalf("open loop did not pace: %v", out.Elapsed)
 	}
 }
@@ -92,10 +92,10 @@ func TestCancelEndsRun(t *testing.T) {
 	var calls atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(150*time.Millisecond, cancel)
-	start := time.Now()
-	out := runLoad(ctx, loadSpec{Concurrency: 2, Duration: time.Minute, MaxRequests: 1 << 40, Interval: time.Second}, sleepScenario(time.Millisecond, &calls), nil)
-	if time.Since(start) > 3*time.Second || !out.Cancelled {
-		t.Fatalf("cancel took %v, cancelled=%v", time.Since(start), out.Cancelled)
+	spec := loadSpec{Concurrency: 2, Duration: time.Minute, MaxRequests: 1 << 40, Interval: time.Second}
+	out := runLoad(ctx, spec, sleepScenario(time.Millisecond, &calls), nil)
+	if !out.Cancelled || out.Elapsed >= spec.Duration {
+		t.Fatalf("cancel did not end the run before its duration: %v, cancelled=%v", out.Elapsed, out.Cancelled)
 	}
 }
 

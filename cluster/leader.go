@@ -65,7 +65,18 @@ func (n *Node) verifyLoop(ctx context.Context, ls *leaderState) {
 	defer t.Stop()
 	for {
 		start := n.sinceStart()
-		err := n.raft.VerifyLeader().Error()
+		// raft queues the check on a buffered channel that nobody drains
+		// once raft has shut down, so its future may never complete: wait
+		// for it only as long as this leadership lasts.
+		f := n.raft.VerifyLeader()
+		done := make(chan error, 1)
+		go func() { done <- f.Error() }()
+		var err error
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			return
+		}
 		switch {
 		case err == nil:
 			ls.readUntil.Store(start + int64(leaderReadWindow))
