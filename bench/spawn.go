@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tokend/tokend/internal/loopaddr"
 )
 
 // spawnReadyTimeout bounds how long spawned nodes may take to serve /readyz.
@@ -44,23 +46,23 @@ func findTokend(explicit string) (string, error) {
 	return "", errors.New("no tokend binary found beside tokend-bench or on PATH; build it (make build) or pass --tokend PATH")
 }
 
-// freeLoopbackPorts reserves n distinct free TCP ports on 127.0.0.1 by
-// listening on port 0, then releases them for the nodes to bind.
+// freeLoopbackPorts picks n distinct free ports on 127.0.0.1, below the
+// ephemeral range so the bench's own connections cannot take them before
+// the nodes bind (see internal/loopaddr).
 func freeLoopbackPorts(n int) ([]int, error) {
+	seen := make(map[int]bool, n)
 	ports := make([]int, 0, n)
-	var lns []net.Listener
-	defer func() {
-		for _, l := range lns {
-			l.Close()
-		}
-	}()
 	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		addr, err := loopaddr.Free()
 		if err != nil {
 			return nil, err
 		}
-		lns = append(lns, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		_, p, _ := net.SplitHostPort(addr)
+		port, _ := strconv.Atoi(p)
+		if !seen[port] {
+			seen[port] = true
+			ports = append(ports, port)
+		}
 	}
 	return ports, nil
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/fsm"
-	"github.com/tokend/tokend/internal/testnet"
+	"github.com/tokend/tokend/internal/loopaddr"
 )
 
 func testLogger(name string) *slog.Logger {
@@ -28,7 +28,14 @@ func testLogger(name string) *slog.Logger {
 }
 
 // freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string { return testnet.Addr(t) }
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	addr, err := loopaddr.Free()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
 
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {

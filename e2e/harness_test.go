@@ -25,7 +25,7 @@ import (
 	"github.com/tokend/tokend/cluster"
 	"github.com/tokend/tokend/fsm"
 	"github.com/tokend/tokend/httpapi"
-	"github.com/tokend/tokend/internal/testnet"
+	"github.com/tokend/tokend/internal/loopaddr"
 )
 
 // nodeOpts configures a test node. Zero values get test-friendly defaults.
@@ -70,7 +70,14 @@ func randHex(n int) string {
 }
 
 // freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string { return testnet.Addr(t) }
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	addr, err := loopaddr.Free()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
 
 // startNode starts a single-node tokend on dir (fresh or existing) and waits
 // until /readyz answers 200. The node is stopped at test cleanup unless

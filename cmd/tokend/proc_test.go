@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokend/tokend/internal/testnet"
+	"github.com/tokend/tokend/internal/loopaddr"
 )
 
 // These tests run real tokend processes on 127.0.0.1, built from the tree
@@ -49,7 +49,14 @@ func TestMain(m *testing.M) {
 // two busy cores with the race detector.
 const deadline = 60 * time.Second
 
-func freePort(t *testing.T) string { return testnet.Addr(t) }
+func freePort(t *testing.T) string {
+	t.Helper()
+	addr, err := loopaddr.Free()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
 
 type lockedBuffer struct {
 	mu sync.Mutex
