@@ -24,12 +24,16 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	}
 	t, ok := s.fsm.Lookup(fsm.HashOf(raw), s.now().UnixNano())
 	if !ok || t.Kind != fsm.KindAccess {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="tokend", error="invalid_token"`)
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`) // exactly as CONTRACT.md
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}
-	if want := r.URL.Query().Get("scope"); want != "" && !fsm.ScopeSubset(want, t.Scope) {
-		challenge := `Bearer realm="tokend", error="insufficient_scope"`
+	var want string
+	if r.URL.RawQuery != "" { // parsing an empty query still allocates a map
+		want = r.URL.Query().Get("scope")
+	}
+	if want != "" && !fsm.ScopeSubset(want, t.Scope) {
+		challenge := `Bearer error="insufficient_scope"`
 		if validScopeSyntax(want) {
 			challenge += `, scope="` + want + `"`
 		}
