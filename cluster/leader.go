@@ -377,6 +377,15 @@ func (n *Node) leaderHTTP() string {
 	return n.httpAddrOf(string(id))
 }
 
+// PeerURL returns the base URL of a member's HTTP API as it gossips it.
+func (n *Node) PeerURL(id string) (string, bool) {
+	addr := n.httpAddrOf(id)
+	if addr == "" {
+		return "", false
+	}
+	return baseURL(addr), true
+}
+
 func (n *Node) httpAddrOf(id string) string {
 	if id == n.cfg.NodeID {
 		return n.cfg.HTTPAddr

@@ -174,7 +174,7 @@ func (s *Server) checkAuthRequest(params url.Values, c *fsm.Client, req *authReq
 
 // authorizeLogin checks the password posted by the login page.
 func (s *Server) authorizeLogin(w http.ResponseWriter, r *http.Request) {
-	if s.unreadyPage(w, r) {
+	if s.handOff(w, r) || s.unreadyPage(w, r) {
 		return
 	}
 	f, sess, c, ok := s.sessionPost(w, r)
@@ -233,7 +233,7 @@ func (s *Server) authorizeLogin(w http.ResponseWriter, r *http.Request) {
 
 // authorizeConsent finishes the request: deny, or issue and redirect.
 func (s *Server) authorizeConsent(w http.ResponseWriter, r *http.Request) {
-	if s.unreadyPage(w, r) {
+	if s.handOff(w, r) || s.unreadyPage(w, r) {
 		return
 	}
 	f, sess, c, ok := s.sessionPost(w, r)

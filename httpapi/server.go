@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,11 @@ type Config struct {
 	// Leave, when set, backs POST /admin/cluster/leave: this node leaves
 	// the cluster gracefully.
 	Leave func(context.Context) error
+	// NodeID and PeerURL let a sign-in that started on another node be
+	// handed to that node (handoff.go); without them sign-in state is
+	// only ever local.
+	NodeID  string
+	PeerURL func(nodeID string) (baseURL string, ok bool)
 
 	Issuer     string
 	AdminToken string // empty disables /admin/*
@@ -115,6 +121,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.pages, err = newPages(); err != nil {
 		return nil, fmt.Errorf("httpapi: pages: %w", err)
+	}
+	if cfg.NodeID != "" {
+		s.pages.sessions.owner = "." + hex.EncodeToString([]byte(cfg.NodeID))
 	}
 	s.routes()
 	return s, nil

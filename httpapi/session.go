@@ -19,10 +19,10 @@ import (
 // The cookie is shared by all of a browser's pending requests, so two tabs
 // can sign in to two applications at once.
 //
-// Sessions are per node: a load balancer in front of several nodes must
-// keep a browser on one node for the minute it spends on the login pages
-// (session affinity), or the login post is answered "expired". Only the
-// authorization code, issued through Raft, has to be visible everywhere.
+// Sessions live on the node that created them; a post that reaches
+// another node of a cluster is handed to the owner (handoff.go), so no
+// session affinity is needed. Only the authorization code, issued through
+// Raft, has to be visible everywhere.
 //
 // The store is bounded: sessions expire after sessionTTL, finished ones are
 // deleted, and when maxSessions are pending the oldest is dropped, so a
@@ -61,6 +61,7 @@ type authSession struct {
 }
 
 type sessionStore struct {
+	owner string // "." + hex(node id) appended to request ids; see handoff.go
 	mu    sync.Mutex
 	m     map[string]*authSession
 	order []*authSession // creation order == expiry order
@@ -76,7 +77,7 @@ func newSessionStore(max int, ttl time.Duration) *sessionStore {
 // create stores a new session for req bound to browser.
 func (st *sessionStore) create(now time.Time, browser string, req authRequest) *authSession {
 	sess := &authSession{
-		id:      newSecret(""),
+		id:      newSecret("") + st.owner,
 		browser: browser,
 		csrf:    newSecret(""),
 		req:     req,

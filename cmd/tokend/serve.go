@@ -186,6 +186,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Replicator:    node,
 		Status:        func() any { return node.Status() },
 		Leave:         node.Leave,
+		NodeID:        c.nodeID,
+		PeerURL:       node.PeerURL,
 		Internal:      node.InternalHandler(),
 		Issuer:        c.issuer,
 		AdminToken:    c.adminToken,

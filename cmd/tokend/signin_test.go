@@ -1,0 +1,114 @@
+package main
+
+import (
+	"encoding/json"
+	"html"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var hiddenField = regexp.MustCompile(`name="(request_id|csrf_token)" value="([^"]+)"`)
+
+// formFields returns the hidden request_id and csrf_token of a page.
+func formFields(t *testing.T, page string) url.Values {
+	t.Helper()
+	v := url.Values{}
+	for _, m := range hiddenField.FindAllStringSubmatch(page, -1) {
+		v.Set(m[1], html.UnescapeString(m[2]))
+	}
+	if v.Get("request_id") == "" || v.Get("csrf_token") == "" {
+		t.Fatalf("page lacks request_id/csrf_token:\n%s", page)
+	}
+	return v
+}
+
+// TestClusterSignInAcrossNodes: a browser behind a load balancer without
+// session affinity opens /authorize on one node, posts the login form to a
+// second and the consent form to a third, and still gets a code, which
+// works exactly once.
+func TestClusterSignInAcrossNodes(t *testing.T) {
+	c := newTestCluster(t, 3)
+	n1, n2, n3 := c.procs[0], c.procs[1], c.procs[2]
+	admin := map[string]string{"Authorization": "Bearer " + c.admin}
+	code, body, _, err := do(http.MethodPost, n1.url()+"/admin/clients", "application/json",
+		`{"name":"Web app","redirect_uris":["http://127.0.0.1:9/cb"],"grant_types":["authorization_code"],"scopes":["read"]}`, admin)
+	if err != nil || code != http.StatusCreated {
+		t.Fatalf("create client: %d %s %v", code, body, err)
+	}
+	var client struct{ ClientID, ClientSecret string }
+	var raw map[string]string
+	_ = json.Unmarshal(body, &raw)
+	client.ClientID, client.ClientSecret = raw["client_id"], raw["client_secret"]
+	if code, body, _, err := do(http.MethodPost, n1.url()+"/admin/users", "application/json",
+		`{"username":"alice","password":"wonderland"}`, admin); err != nil || code != http.StatusCreated {
+		t.Fatalf("create user: %d %s %v", code, body, err)
+	}
+
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: httpc.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	send := func(req *http.Request) (*http.Response, string) {
+		t.Helper()
+		resp, err := browser.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	post := func(p *proc, path string, form url.Values) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodPost, p.url()+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		return send(req)
+	}
+
+	q := url.Values{"response_type": {"code"}, "client_id": {client.ClientID}, "state": {"s1"}, "scope": {"read"}}
+	req, _ := http.NewRequest(http.MethodGet, n1.url()+"/authorize?"+q.Encode(), nil)
+	resp, page := send(req)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("authorize on %s: %d\n%s", n1.id, resp.StatusCode, page)
+	}
+	login := formFields(t, page)
+	login.Set("username", "alice")
+	login.Set("password", "wonderland")
+	login.Set("tenant_id", "default")
+	resp, page = post(n2, "/authorize/login", login)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(page, `name="consent"`) {
+		t.Fatalf("login posted to %s: %d\n%s", n2.id, resp.StatusCode, page)
+	}
+	consent := formFields(t, page)
+	consent.Set("consent", "allow")
+	resp, page = post(n3, "/authorize/consent", consent)
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusSeeOther && resp.StatusCode != http.StatusFound || loc == nil ||
+		loc.Query().Get("code") == "" || loc.Query().Get("state") != "s1" {
+		t.Fatalf("consent posted to %s: %d Location=%q\n%s", n3.id, resp.StatusCode, resp.Header.Get("Location"), page)
+	}
+	if resp, page = post(n2, "/authorize/consent", consent); resp.StatusCode == http.StatusSeeOther || resp.StatusCode == http.StatusFound {
+		t.Fatalf("consent replayed on %s redirected again: %s", n2.id, resp.Header.Get("Location"))
+	}
+
+	exchange := url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")},
+		"client_id": {client.ClientID}, "client_secret": {client.ClientSecret}}
+	code, body, _, err = do(http.MethodPost, n2.url()+"/token", "application/x-www-form-urlencoded", exchange.Encode(), nil)
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("code exchange on %s: %d %s %v", n2.id, code, body, err)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(body, &tok); err != nil || tok.AccessToken == "" {
+		t.Fatalf("token response: %s", body)
+	}
+	for _, p := range c.procs {
+		if got := validateEventually(t, p, tok.AccessToken); got != http.StatusOK {
+			t.Fatalf("%s answers %d for the code-flow token", p.id, got)
+		}
+	}
+}
