@@ -41,15 +41,6 @@ func (p *tokenPool) take() (string, bool) {
 	return p.spare[i], true
 }
 
-// remaining reports how many spare tokens are left.
-func (p *tokenPool) remaining() int {
-	n := int64(len(p.spare)) - p.next.Load()
-	if n < 0 {
-		return 0
-	}
-	return int(n)
-}
-
 // tokenStack collects tokens issued during a run so later operations (the
 // revokes of the mixed scenario) can consume them. It is bounded; pushes
 // beyond the bound are dropped.

@@ -521,9 +521,6 @@ func (f *FSM) lookupKey(k key, now int64) (Token, bool) {
 		IssuedAt:  r.issuedAt,
 		ExpiresAt: r.expiresAt,
 	}
-	if r.kind == KindCode && g.code != nil {
-		t.RedirectURI, t.CodeChallenge = g.code.redirectURI, g.code.challenge
-	}
 	return t, true
 }
 

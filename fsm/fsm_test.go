@@ -337,9 +337,13 @@ func TestIssueAndLookup(t *testing.T) {
 	}
 	tok, ok = e.f.Lookup(code, t0)
 	want = Token{Kind: KindCode, GrantID: r3.GrantID, ClientID: "c1", Tenant: "t", Username: "bob", Scope: "openid",
-		IssuedAt: t0, ExpiresAt: t0 + codeL, RedirectURI: "https://app/cb", CodeChallenge: "chal"}
+		IssuedAt: t0, ExpiresAt: t0 + codeL}
 	if !ok || tok != want {
 		t.Fatalf("code lookup %v %+v, want %+v", ok, tok, want)
+	}
+	if rec, _ := e.f.tokens.get(keyOf(code)); rec.grant.code == nil ||
+		*rec.grant.code != (codeBinding{redirectURI: "https://app/cb", challenge: "chal"}) {
+		t.Fatalf("code binding not stored with the grant: %+v", rec.grant.code)
 	}
 
 	if _, ok := e.f.Lookup(HashOf("nope"), t0); ok {
@@ -611,7 +615,7 @@ func TestRedeemCode(t *testing.T) {
 	e.wantValid(now, p1.access, p1.refresh)
 	e.wantInvalid(now, code)
 	tok, _ := e.f.Lookup(p1.access, now)
-	if tok.GrantID != ir.GrantID || tok.Scope != "openid read" || tok.RedirectURI != "" || tok.Subject() != "t/alice" {
+	if tok.GrantID != ir.GrantID || tok.Scope != "openid read" || tok.Subject() != "t/alice" {
 		t.Errorf("redeemed access %+v", tok)
 	}
 	checkInvariants(t, e.f)

@@ -82,9 +82,6 @@ type Token struct {
 	Scope     string
 	IssuedAt  int64 // unix nanoseconds
 	ExpiresAt int64
-	// Authorization codes only: what redemption must match.
-	RedirectURI   string
-	CodeChallenge string
 }
 
 // Subject is the stable subject of the token: tenant/username for user

@@ -149,12 +149,6 @@ func (st *sessionStore) take(id string) bool {
 	return false
 }
 
-func (st *sessionStore) len() int {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return len(st.m)
-}
-
 // browserID returns the browser's binding cookie value, minting and
 // setting a new one when it has none (or one that is not ours).
 func (s *Server) browserID(w http.ResponseWriter, r *http.Request) string {

@@ -602,12 +602,6 @@ func (r *linRecorder) status(addr string) (status, error) {
 	return s, json.Unmarshal(body, &s)
 }
 
-func (r *linRecorder) count(k string) {
-	r.mu.Lock()
-	r.counts[k]++
-	r.mu.Unlock()
-}
-
 func (r *linRecorder) unexpected() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()

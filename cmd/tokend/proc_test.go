@@ -265,15 +265,6 @@ func (c *testCluster) leader() (*proc, error) {
 	return nil, fmt.Errorf("no leader among running nodes")
 }
 
-func (c *testCluster) byID(id string) *proc {
-	for _, p := range c.procs {
-		if p.id == id {
-			return p
-		}
-	}
-	return nil
-}
-
 // do sends a request and returns status and body.
 func do(method, u, contentType, body string, hdr map[string]string) (int, []byte, http.Header, error) {
 	req, err := http.NewRequest(method, u, strings.NewReader(body))
