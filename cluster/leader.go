@@ -65,16 +65,9 @@ func (n *Node) verifyLoop(ctx context.Context, ls *leaderState) {
 	defer t.Stop()
 	for {
 		start := n.sinceStart()
-		// raft queues the check on a buffered channel that nobody drains
-		// once raft has shut down, so its future may never complete: wait
-		// for it only as long as this leadership lasts.
-		f := n.raft.VerifyLeader()
-		done := make(chan error, 1)
-		go func() { done <- f.Error() }()
-		var err error
-		select {
-		case err = <-done:
-		case <-ctx.Done():
+		// Waited for only as long as this leadership lasts (see await).
+		err := await(ctx, n.raft.VerifyLeader())
+		if err != nil && err == ctx.Err() {
 			return
 		}
 		switch {
@@ -180,6 +173,22 @@ func (n *Node) leaderLoop(ctx context.Context, ls *leaderState) {
 	}
 }
 
+// await waits for a raft future, or returns ctx's error if ctx ends
+// first. raft does not answer every future (one queued on a buffered
+// channel just before shutdown stays pending forever), so nothing may
+// block on Error() without a way out; the waiting goroutine is left to the
+// future.
+func await(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -207,12 +216,8 @@ func (n *Node) applyLeader(ctx context.Context, cmd []byte) (fsm.Result, error) 
 		timeout = time.Until(dl)
 	}
 	f := n.raft.Apply(cmd, timeout)
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	var err error
-	select {
-	case err = <-done:
-	case <-ctx.Done():
+	err := await(ctx, f)
+	if err != nil && err == ctx.Err() {
 		return fsm.Result{}, unavailable("apply", ErrTimeout)
 	}
 	switch {
