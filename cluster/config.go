@@ -37,6 +37,15 @@ type Config struct {
 	// Join is set. Without it the node runs alone: no gossip, and the
 	// internal endpoints refuse everything.
 	ClusterKey []byte
+	// AcceptKeys are further cluster keys accepted during a key rotation
+	// (see docs/SECURITY.md): gossip decrypts with them and certificates
+	// chaining to the CAs derived from them are trusted. The node itself
+	// encrypts and signs only with ClusterKey.
+	AcceptKeys [][]byte
+	// InternalTLS, when its files are set, replaces the key-derived
+	// certificates of the internal port with the operator's PKI; the
+	// cluster key then only encrypts gossip.
+	InternalTLS TLSFiles
 	// DeadServerGrace is how long a member may be dead before the leader
 	// removes it from the Raft configuration (default 10m).
 	DeadServerGrace time.Duration
@@ -53,6 +62,15 @@ type Config struct {
 	// Now is the clock written into purge commands (default time.Now).
 	Now func() time.Time
 }
+
+// TLSFiles names PEM files of an operator-supplied PKI for the internal
+// port: this node's certificate and key, and the CA bundle that peers'
+// certificates must chain to.
+type TLSFiles struct {
+	CertFile, KeyFile, CAFile string
+}
+
+func (f TLSFiles) set() bool { return f.CertFile != "" || f.KeyFile != "" || f.CAFile != "" }
 
 // Timing. Raft's timeouts are generous enough that a -race build on two
 // busy cores does not flap; CommitTimeout is low so followers learn the
