@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -19,26 +18,7 @@ import (
 
 // The admin API manages clients and users and revokes in bulk. It is off
 // unless an admin token is configured, and every call needs it as a bearer
-// token.
-
-func (s *Server) requireAdmin(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.AdminToken == "" {
-			s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "admin API is disabled (no --admin-token)"))
-			return
-		}
-		tok, ok := bearer(r)
-		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tokend-admin"`)
-			s.writeError(w, r, errorf(http.StatusUnauthorized, "invalid_token", "admin bearer token required"))
-			return
-		}
-		if s.unready(w, r) {
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
+// token (adminauth.go).
 
 const maxJSONBytes = 64 << 10
 

@@ -29,7 +29,7 @@ import (
 // prefix so they cannot collide with other test files of the package.
 
 const (
-	azAdminToken = "test-admin-token"
+	azAdminToken = "test-admin-token-0123456789abcdef0123456789"
 	azIssuer     = "http://tokend.test"
 )
 

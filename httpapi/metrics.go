@@ -18,6 +18,11 @@ type metrics struct {
 	gatherer prometheus.Gatherer
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	// adminAuthFailures counts requests to the admin surface that
+	// presented a wrong admin token; adminThrottled, those refused
+	// because their address failed too often (adminauth.go).
+	adminAuthFailures prometheus.Counter
+	adminThrottled    prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry, f *fsm.FSM) (*metrics, error) {
@@ -32,12 +37,20 @@ func newMetrics(reg *prometheus.Registry, f *fsm.FSM) (*metrics, error) {
 			Help:    "HTTP request latency by route template.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
+		adminAuthFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokend_admin_auth_failures_total",
+			Help: "Requests to the admin surface that presented a wrong admin token.",
+		}),
+		adminThrottled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokend_admin_auth_throttled_total",
+			Help: "Requests to the admin surface refused with 429 because their address failed to authenticate too often.",
+		}),
 	}
 	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tokend_live_tokens",
 		Help: "Tokens and codes held in memory.",
 	}, func() float64 { return float64(f.LiveTokens()) })
-	for _, c := range []prometheus.Collector{m.requests, m.latency, live} {
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.adminAuthFailures, m.adminThrottled, live} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -63,6 +76,10 @@ func (m *metrics) route(route string) func(status int, d time.Duration) {
 	}
 }
 
+// handler serves /metrics. It is not behind the admin token, so that
+// Prometheus can scrape it without one: everything on it is an aggregate
+// (counts, latencies, Raft and lease state), never a token, a secret, a
+// user name or a peer's address.
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.gatherer, promhttp.HandlerOpts{})
 }

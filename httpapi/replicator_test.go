@@ -29,13 +29,16 @@ func (m *memReplicator) Apply(_ context.Context, cmd []byte) (fsm.Result, error)
 
 func (m *memReplicator) ReadReady() error { return nil }
 
+// testAdminToken is an admin token of the minimum accepted length or more.
+const testAdminToken = "test-admin-token-0123456789abcdef0123456789"
+
 // newMemServer returns a Server over a fresh FSM with an admin token.
 func newMemServer(t testing.TB) (*Server, *fsm.FSM) {
 	t.Helper()
 	f := fsm.New()
 	s, err := New(Config{
 		FSM: f, Replicator: &memReplicator{f: f},
-		Issuer: "http://tokend.test", AdminToken: "admin-secret",
+		Issuer: "http://tokend.test", AdminToken: testAdminToken,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

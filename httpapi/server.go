@@ -2,11 +2,13 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -42,8 +44,16 @@ type Config struct {
 	NodeID  string
 	PeerURL func(nodeID string) (baseURL string, ok bool)
 
-	Issuer     string
-	AdminToken string // empty disables /admin/*
+	Issuer string
+	// AdminToken is the bearer token of the admin surface: /admin/*,
+	// /cluster/status and /debug/pprof/. Empty disables all three; a
+	// non-empty one must be at least MinAdminTokenLen bytes.
+	AdminToken string
+	// SeparateAdmin takes the admin surface (/admin/*, /metrics,
+	// /cluster/status, /debug/pprof/) off ServeHTTP, which then answers
+	// 404 for it: it is served by AdminHandler alone, on a listener of
+	// its own.
+	SeparateAdmin bool
 
 	AccessTTL, RefreshTTL, CodeTTL time.Duration
 	// RefreshGrace is how long a just-rotated refresh token may be
@@ -66,11 +76,16 @@ type Server struct {
 	log    *slog.Logger
 	now    func() time.Time
 	router *mux.Router
+	// adminRouter serves the admin surface; router mounts it unless
+	// SeparateAdmin.
+	adminRouter *mux.Router
 	// validateRoute is /validate with its instrumentation, for the
 	// fast path in ServeHTTP.
 	validateRoute http.Handler
 	metrics       *metrics
 	limiter       *loginLimiter
+	adminThrottle *adminThrottle
+	adminDigest   [sha256.Size]byte
 	pages         *pages
 	// dummyHash is checked when a user does not exist, so a login for an
 	// unknown user costs as much as one for a known user.
@@ -81,6 +96,9 @@ type Server struct {
 func New(cfg Config) (*Server, error) {
 	if cfg.FSM == nil || cfg.Replicator == nil {
 		return nil, errors.New("httpapi: FSM and Replicator are required")
+	}
+	if cfg.AdminToken != "" && len(cfg.AdminToken) < MinAdminTokenLen {
+		return nil, fmt.Errorf("httpapi: the admin token must be at least %d bytes, got %d", MinAdminTokenLen, len(cfg.AdminToken))
 	}
 	if cfg.AccessTTL <= 0 {
 		cfg.AccessTTL = 30 * time.Minute
@@ -114,6 +132,9 @@ func New(cfg Config) (*Server, error) {
 		now:       cfg.Now,
 		limiter:   newLoginLimiter(cfg.Now),
 		dummyHash: HashPassword("tokend-timing-equaliser"),
+
+		adminThrottle: newAdminThrottle(cfg.Now, adminThrottleMaxKeys),
+		adminDigest:   sha256.Sum256([]byte(cfg.AdminToken)),
 	}
 	var err error
 	if s.metrics, err = newMetrics(cfg.Registry, cfg.FSM); err != nil {
@@ -141,7 +162,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.router.ServeHTTP(w, r)
 }
 
-func (s *Server) routes() {
+// AdminHandler serves the admin surface alone: /admin/*, /metrics,
+// /cluster/status and /debug/pprof/, every other path 404. With
+// SeparateAdmin it is the only way to reach them.
+func (s *Server) AdminHandler() http.Handler { return s.adminRouter }
+
+// newRouter returns a router whose misses are JSON errors.
+func (s *Server) newRouter() *mux.Router {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "no such endpoint"))
@@ -149,6 +176,11 @@ func (s *Server) routes() {
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusMethodNotAllowed, "invalid_request", "method not allowed"))
 	})
+	return r
+}
+
+func (s *Server) routes() {
+	r := s.newRouter()
 
 	// OAuth endpoints at the Toon guide's paths and the Martini /oauth/ ones.
 	for _, prefix := range []string{"", "/oauth"} {
@@ -164,6 +196,36 @@ func (s *Server) routes() {
 	s.handle(r, "/.well-known/oauth-authorization-server", s.metadata, http.MethodGet)
 	s.handle(r, "/static/{file}", s.static, http.MethodGet)
 
+	s.adminRouter = s.adminRoutes()
+	if !s.cfg.SeparateAdmin {
+		for _, prefix := range adminPrefixes {
+			r.PathPrefix(prefix).Handler(s.adminRouter)
+		}
+		for _, path := range adminPaths {
+			r.Handle(path, s.adminRouter)
+		}
+	}
+
+	s.handle(r, "/healthz", s.healthz, http.MethodGet, http.MethodHead)
+	s.handle(r, "/readyz", s.readyz, http.MethodGet, http.MethodHead)
+	if s.cfg.Internal != nil {
+		r.PathPrefix("/internal/").Handler(s.cfg.Internal)
+	}
+	s.router = r
+}
+
+// The admin surface: what adminRoutes serves, and what the main router
+// hands to it when the admin surface shares the main listener.
+var (
+	adminPrefixes = []string{"/admin/", "/debug/pprof/"}
+	adminPaths    = []string{"/metrics", "/cluster/status"}
+)
+
+// adminRoutes builds the admin surface's router. Everything on it but
+// /metrics needs the admin token: /cluster/status names members and their
+// internal addresses, and pprof shows memory that holds tokens.
+func (s *Server) adminRoutes() *mux.Router {
+	r := s.newRouter()
 	// Admin routes hang off the root router with their full paths: a mux
 	// subrouter would turn a wrong method on an admin path into 404.
 	admin := func(path string, h http.HandlerFunc, methods ...string) {
@@ -182,14 +244,21 @@ func (s *Server) routes() {
 	admin("/revoke", s.adminRevoke, http.MethodPost)
 	admin("/cluster/leave", s.adminLeave, http.MethodPost)
 
-	s.handle(r, "/healthz", s.healthz, http.MethodGet, http.MethodHead)
-	s.handle(r, "/readyz", s.readyz, http.MethodGet, http.MethodHead)
-	s.handle(r, "/cluster/status", s.clusterStatus, http.MethodGet)
-	r.Handle("/metrics", s.metrics.handler()).Methods(http.MethodGet)
-	if s.cfg.Internal != nil {
-		r.PathPrefix("/internal/").Handler(s.cfg.Internal)
+	authed := func(path string, h http.HandlerFunc, methods ...string) {
+		s.handle(r, path, s.adminAuth(h).ServeHTTP, methods...)
 	}
-	s.router = r
+	authed("/cluster/status", s.clusterStatus, http.MethodGet)
+	// net/http/pprof, on this router only (its init also registers on
+	// http.DefaultServeMux, which tokend never serves).
+	authed("/debug/pprof/", pprof.Index, http.MethodGet)
+	authed("/debug/pprof/cmdline", pprof.Cmdline, http.MethodGet)
+	authed("/debug/pprof/profile", pprof.Profile, http.MethodGet)
+	authed("/debug/pprof/symbol", pprof.Symbol, http.MethodGet, http.MethodPost)
+	authed("/debug/pprof/trace", pprof.Trace, http.MethodGet)
+	authed("/debug/pprof/{profile}", pprof.Index, http.MethodGet) // heap, goroutine, allocs, ...
+
+	r.Handle("/metrics", s.metrics.handler()).Methods(http.MethodGet)
+	return r
 }
 
 // handle registers h for path and methods, wrapped in panic recovery and

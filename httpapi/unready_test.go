@@ -16,7 +16,7 @@ import (
 // invalid_client) drawn from state that may be behind.
 func TestUnreadyNodeAnswers503(t *testing.T) {
 	f := fsm.New()
-	s, err := New(Config{FSM: f, Replicator: &unreadyReplicator{memReplicator{f: f}}, AdminToken: "admin",
+	s, err := New(Config{FSM: f, Replicator: &unreadyReplicator{memReplicator{f: f}}, AdminToken: testAdminToken,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -29,7 +29,7 @@ func TestUnreadyNodeAnswers503(t *testing.T) {
 		{"POST", "/introspect", form, "token=t&client_id=x&client_secret=y", ""},
 		{"GET", "/validate", "", "", "Bearer tkda-x"},
 		{"GET", "/readyz", "", "", ""},
-		{"GET", "/admin/clients", "", "", "Bearer admin"},
+		{"GET", "/admin/clients", "", "", "Bearer " + testAdminToken},
 		{"GET", "/authorize?response_type=code&client_id=x", "", "", ""},
 	} {
 		req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
@@ -49,5 +49,14 @@ func TestUnreadyNodeAnswers503(t *testing.T) {
 	s.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("/healthz: %d, want 200 (the process is up)", rec.Code)
+	}
+	// /cluster/status is how an operator finds out why: it answers
+	// without a lease.
+	rec = httptest.NewRecorder()
+	req := httptest.NewRequest("GET", "/cluster/status", nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminToken)
+	s.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Errorf("/cluster/status: %d, want 200 on an unready node: %s", rec.Code, rec.Body)
 	}
 }
