@@ -2,10 +2,27 @@
 # Start or stop a three-node tokend cluster on 127.0.0.1 for development.
 #   deploy/local-cluster.sh start   build must exist in bin/; data in .cluster/
 #   deploy/local-cluster.sh stop
+#
+# Ports (node i = 1, 2, 3):
+#   808i        OAuth HTTP; also the admin API, /cluster/status and /metrics
+#               (no --admin-addr here, so the printed hints and the README's
+#               --addr http://127.0.0.1:808i work as they are)
+#   83i0        internal port: Raft and node-to-node calls, TLS 1.3 with
+#               client certificates derived from the cluster key
+#   83i1        gossip (memberlist), encrypted with the cluster key
+#
+# Secrets never appear on a command line: the cluster key and the admin
+# token are generated once into .cluster/cluster-key and .cluster/admin-token
+# (mode 0600, .cluster/ itself 0700) and passed with --cluster-key-file and
+# --admin-token-file. An admin token shorter than 32 bytes (from an older
+# version of this script) is replaced.
 set -euo pipefail
+umask 077
 cd "$(dirname "$0")/.."
 dir=.cluster
 bin=${TOKEND_BIN:-bin/tokend}
+keyfile=$dir/cluster-key
+tokenfile=$dir/admin-token
 
 stop() {
   for pidfile in "$dir"/*.pid; do
@@ -18,12 +35,29 @@ stop() {
   done
 }
 
+# secrets creates the key and token files when missing (or, for the token,
+# too short) and tightens the modes of files left by older versions.
+secrets() {
+  mkdir -p "$dir"
+  chmod 700 "$dir"
+  if [ ! -s "$keyfile" ]; then
+    head -c32 /dev/urandom | base64 > "$keyfile.tmp"
+    mv "$keyfile.tmp" "$keyfile"
+  fi
+  local token=""
+  [ -f "$tokenfile" ] && token=$(tr -d '[:space:]' < "$tokenfile")
+  if [ "${#token}" -lt 32 ]; then
+    # 32 random bytes, base64url without padding: 43 characters.
+    token=$(head -c32 /dev/urandom | base64 | tr '+/' '-~' | tr -d '=\n')
+    printf '%s' "$token" > "$tokenfile.tmp"
+    mv "$tokenfile.tmp" "$tokenfile"
+  fi
+  chmod 600 "$keyfile" "$tokenfile"
+}
+
 start() {
   [ -x "$bin" ] || { echo "missing $bin: run make build" >&2; exit 1; }
-  mkdir -p "$dir"
-  [ -f "$dir/cluster-key" ] || head -c32 /dev/urandom | base64 > "$dir/cluster-key"
-  [ -f "$dir/admin-token" ] || head -c24 /dev/urandom | base64 | tr '+/' '-~' | tr -d '=' > "$dir/admin-token"
-  key=$(cat "$dir/cluster-key"); admin=$(cat "$dir/admin-token")
+  secrets
   for i in 1 2 3; do
     # A node still running is left alone, so 'make cluster' after killing
     # one node restarts just that node on its data dir.
@@ -33,7 +67,7 @@ start() {
     "$bin" serve --node-id "node$i" --data-dir "$dir/node$i" \
       --http-addr "127.0.0.1:$((8080 + i))" --raft-addr "127.0.0.1:$((8300 + i * 10))" \
       --gossip-addr "127.0.0.1:$((8301 + i * 10))" --join 127.0.0.1:8311 \
-      --bootstrap-expect 3 --cluster-key "$key" --admin-token "$admin" \
+      --bootstrap-expect 3 --cluster-key-file "$keyfile" --admin-token-file "$tokenfile" \
       >>"$dir/node$i.log" 2>&1 &
     echo $! > "$dir/node$i.pid"
   done
@@ -50,7 +84,7 @@ tokend cluster is ready:
   node1  http://127.0.0.1:8081
   node2  http://127.0.0.1:8082
   node3  http://127.0.0.1:8083
-  admin token:  $admin
+  admin token:  $(cat "$tokenfile")   (also in $tokenfile)
   logs and data: $dir/   (make cluster-stop to stop, make clean to remove)
 MSG
 }
