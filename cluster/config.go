@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,8 +20,8 @@ type Config struct {
 	// advertises (so not 0.0.0.0).
 	RaftAddr, GossipAddr string
 	// HTTPAddr is this node's HTTP address (host:port, or a base URL such as
-	// https://host:port when the node serves TLS). It is gossiped so peers
-	// can forward writes to it and report it in Status.
+	// https://host:port when the node serves TLS). It is gossiped only so
+	// that Status can report it; node-to-node traffic uses RaftAddr.
 	HTTPAddr string
 	// Join lists gossip addresses of existing members; joining is retried
 	// in the background until one answers.
@@ -126,17 +125,22 @@ func (c Config) withDefaults() (Config, error) {
 	if multi && len(c.ClusterKey) == 0 {
 		return c, errors.New("cluster: a cluster key is required for more than one node (--cluster-key, base64 of 32 random bytes)")
 	}
-	if len(c.ClusterKey) > 0 {
-		switch len(c.ClusterKey) {
-		case 16, 24, 32:
+	if c.InternalTLS.set() && len(c.ClusterKey) == 0 {
+		return c, errors.New("cluster: internal TLS files need a cluster key too (it encrypts gossip)")
+	}
+	if len(c.AcceptKeys) > 0 && len(c.ClusterKey) == 0 {
+		return c, errors.New("cluster: accepted keys need a primary cluster key")
+	}
+	for _, k := range append([][]byte{c.ClusterKey}, c.AcceptKeys...) {
+		switch len(k) {
+		case 0, 16, 24, 32:
 		default:
-			return c, fmt.Errorf("cluster: cluster key must be 16, 24 or 32 bytes, got %d", len(c.ClusterKey))
+			return c, fmt.Errorf("cluster: cluster key must be 16, 24 or 32 bytes, got %d", len(k))
 		}
+	}
+	if len(c.ClusterKey) > 0 {
 		if _, _, err := net.SplitHostPort(c.GossipAddr); err != nil {
 			return c, fmt.Errorf("cluster: gossip address %q: %w", c.GossipAddr, err)
-		}
-		if c.HTTPAddr == "" {
-			return c, errors.New("cluster: HTTPAddr is required with a cluster key (peers forward writes to it)")
 		}
 	}
 	if c.DeadServerGrace <= 0 {
@@ -155,12 +159,4 @@ func (c Config) withDefaults() (Config, error) {
 		c.Now = time.Now
 	}
 	return c, nil
-}
-
-// baseURL turns an HTTP address into a base URL.
-func baseURL(addr string) string {
-	if strings.Contains(addr, "://") {
-		return strings.TrimRight(addr, "/")
-	}
-	return "http://" + addr
 }

@@ -121,7 +121,13 @@ func (n *Node) startGossip() error {
 	mc.Name = n.cfg.NodeID
 	mc.BindAddr, mc.BindPort = host, port
 	mc.AdvertiseAddr, mc.AdvertisePort = host, port
-	mc.SecretKey = n.cfg.ClusterKey
+	// The keyring encrypts with the primary key and decrypts with every
+	// accepted one, so a key rotation never splits gossip.
+	kr, err := memberlist.NewKeyring(n.cfg.AcceptKeys, n.cfg.ClusterKey)
+	if err != nil {
+		return fmt.Errorf("cluster: gossip keyring: %w", err)
+	}
+	mc.Keyring = kr
 	mc.Delegate = gossipDelegate{n}
 	mc.Events = gossipEvents{n}
 	mc.DeadNodeReclaimTime = 10 * time.Second // a replaced node may reuse its name
@@ -415,7 +421,6 @@ func (n *Node) Leave(ctx context.Context) error {
 			n.log.Warn("cluster: gossip leave", "err", err)
 		}
 	}
-	body, _ := json.Marshal(map[string]string{"id": n.cfg.NodeID})
 	var lastErr error = ErrNoLeader
 	for {
 		if n.raft.State() == raft.Leader {
@@ -425,8 +430,8 @@ func (n *Node) Leave(ctx context.Context) error {
 			} else {
 				lastErr = err
 			}
-		} else if addr := n.leaderHTTP(); addr != "" {
-			_, _, err := n.call(ctx, addr, "leave", body, 5*time.Second)
+		} else if addr := n.leaderAddr(); addr != "" && n.rpc != nil {
+			_, _, err := n.rpc.call(ctx, addr, opLeave, []byte(n.cfg.NodeID), 5*time.Second)
 			if err == nil {
 				return nil
 			}

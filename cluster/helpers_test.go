@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"testing"
@@ -55,12 +53,10 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// testNode is a Node with its own HTTP server serving InternalHandler.
+// testNode is a Node under test.
 type testNode struct {
 	*Node
 	cfg  Config
-	srv  *http.Server
-	lis  net.Listener
 	down bool
 }
 
@@ -84,19 +80,11 @@ func startTestNode(t *testing.T, cfg Config) *testNode {
 	if cfg.FSM == nil {
 		cfg.FSM = fsm.New()
 	}
-	lis, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
 	n, err := New(context.Background(), cfg)
 	if err != nil {
-		lis.Close()
 		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/internal/", n.InternalHandler())
-	tn := &testNode{Node: n, cfg: cfg, lis: lis, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
-	go tn.srv.Serve(lis)
+	tn := &testNode{Node: n, cfg: cfg}
 	t.Cleanup(func() { tn.stop(t) })
 	return tn
 }
@@ -111,7 +99,6 @@ func (tn *testNode) stop(t *testing.T) {
 	if err := tn.Node.Shutdown(ctx); err != nil {
 		t.Errorf("shutdown %s: %v", tn.cfg.NodeID, err)
 	}
-	tn.srv.Close()
 }
 
 var tokenSeq int

@@ -344,7 +344,7 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (fsm.Result, error) {
 				return res, err
 			}
 			lastErr = ErrNoLeader
-		} else if addr := n.leaderHTTP(); addr != "" && len(n.cfg.ClusterKey) > 0 {
+		} else if addr := n.leaderAddr(); addr != "" && n.rpc != nil {
 			res, safe, err := n.forward(ctx, addr, cmd)
 			if err == nil {
 				// Our own reads need a lease, and the leader waited for
@@ -373,22 +373,14 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (fsm.Result, error) {
 	}
 }
 
-// leaderHTTP returns the current leader's HTTP address from gossip, or "".
-func (n *Node) leaderHTTP() string {
-	_, id := n.raft.LeaderWithID()
+// leaderAddr returns the current leader's internal address as Raft knows
+// it, or "" when there is none or this node leads.
+func (n *Node) leaderAddr() string {
+	addr, id := n.raft.LeaderWithID()
 	if id == "" || string(id) == n.cfg.NodeID {
 		return ""
 	}
-	return n.httpAddrOf(string(id))
-}
-
-// PeerURL returns the base URL of a member's HTTP API as it gossips it.
-func (n *Node) PeerURL(id string) (string, bool) {
-	addr := n.httpAddrOf(id)
-	if addr == "" {
-		return "", false
-	}
-	return baseURL(addr), true
+	return string(addr)
 }
 
 func (n *Node) httpAddrOf(id string) string {

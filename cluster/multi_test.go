@@ -260,11 +260,13 @@ func TestWrongClusterKey(t *testing.T) {
 	if len(g.Status().Members) != 1 || b.Status().LeaderID != "" || b.ReadReady() == nil {
 		t.Fatalf("wrong-key node got in: good %+v bad %+v", g.Status(), b.Status())
 	}
-	// Internal calls signed with the wrong key are refused.
-	_, _, err := b.call(ctxT(t, 5*time.Second), good.HTTPAddr, "apply", putClientCmd("x"), 5*time.Second)
+	// Internal calls from a node with the wrong key are refused at the
+	// TLS handshake: its certificate chains to another CA.
+	_, _, err := b.rpc.call(ctxT(t, 5*time.Second), good.RaftAddr, opApply, putClientCmd("x"), 5*time.Second)
 	if err == nil {
 		t.Fatal("internal call with the wrong key accepted")
 	}
+	t.Logf("refused as: %v", err)
 	if _, ok := good.FSM.Client("x"); ok {
 		t.Fatal("command from the wrong key applied")
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -33,8 +32,13 @@ type Node struct {
 
 	store *raftboltdb.BoltStore
 	snaps *raft.FileSnapshotStore
-	trans *raft.NetworkTransport
-	ml    *memberlist.Memberlist // nil without a cluster key
+	trans raftTransport
+	// internal is the internal port and rpc its client; both nil on a
+	// single node without a cluster key (in-memory transport).
+	internal *internalListener
+	rpc      *rpcClient
+	ml       *memberlist.Memberlist // nil without a cluster key
+	handOff  atomic.Pointer[http.Handler]
 
 	hadState bool
 
@@ -55,14 +59,17 @@ type Node struct {
 
 	notifyCh    chan bool
 	reconcileCh chan struct{}
-	httpc       *http.Client
 	metrics     *metrics
 	batchSizes  prometheus.Histogram
 	// started anchors sinceStart, a monotonic clock that can be stored
 	// in an atomic.
 	started time.Time
 
-	shutdownCh   chan struct{}
+	shutdownCh chan struct{}
+	// stopCtx is cancelled when Shutdown begins: internal calls made or
+	// served on the node's behalf end with it.
+	stopCtx      context.Context
+	stop         context.CancelFunc
 	shutdownOnce sync.Once
 	shutdownErr  error
 	shutdownDone chan struct{}
@@ -96,12 +103,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			Help:    "Log entries handed to the state machine per apply batch.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 		}),
-		httpc: &http.Client{Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     90 * time.Second,
-		}},
 	}
+	n.stopCtx, n.stop = context.WithCancel(context.Background())
 	n.applied.Store(cfg.FSM.AppliedIndex())
 	if err := n.openRaft(); err != nil {
 		n.closeStores()
@@ -152,13 +155,9 @@ func (n *Node) openRaft() error {
 		return fmt.Errorf("cluster: snapshot store: %w", err)
 	}
 	n.snaps = snaps
-	advertise, err := net.ResolveTCPAddr("tcp", cfg.RaftAddr)
+	trans, err := n.openTransport(hlog)
 	if err != nil {
-		return fmt.Errorf("cluster: raft address: %w", err)
-	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, advertise, 3, 10*time.Second, hlog.Named("transport"))
-	if err != nil {
-		return fmt.Errorf("cluster: raft transport on %s: %w", cfg.RaftAddr, err)
+		return err
 	}
 	n.trans = trans
 
@@ -189,7 +188,47 @@ func (n *Node) openRaft() error {
 	return nil
 }
 
+// raftTransport is what the node needs from its Raft transport: the
+// internal port's NetworkTransport or, alone without a cluster key, an
+// InmemTransport.
+type raftTransport interface {
+	raft.Transport
+	Close() error
+}
+
+// openTransport opens the internal port (Raft and RPC over mutual TLS) or,
+// for a single node without a cluster key, an in-memory transport: such a
+// node has no peers to talk to, so it listens on no internal port at all.
+func (n *Node) openTransport(hlog *hclogAdapter) (raftTransport, error) {
+	cfg := n.cfg
+	if len(cfg.ClusterKey) == 0 {
+		_, trans := raft.NewInmemTransport(raft.ServerAddress(cfg.RaftAddr))
+		return trans, nil
+	}
+	id, err := newIdentity(cfg.NodeID, cfg.ClusterKey, cfg.AcceptKeys, cfg.InternalTLS)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: internal TLS: %w", err)
+	}
+	dialer := &internalDialer{tls: id.clientTLS()}
+	l, err := listenInternal(cfg.RaftAddr, id.serverTLS(), n.log, n.serveRPC)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: internal port %s: %w", cfg.RaftAddr, err)
+	}
+	n.internal, n.rpc = l, newRPCClient(dialer)
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &raftLayer{l: l, dialer: dialer},
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hlog.Named("transport"),
+	}), nil
+}
+
 func (n *Node) closeStores() {
+	if n.trans != nil {
+		n.trans.Close()
+	} else if n.internal != nil {
+		n.internal.close()
+	}
 	if n.store != nil {
 		n.store.Close()
 	}
@@ -215,6 +254,7 @@ func (n *Node) stopping() bool {
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.shutdownOnce.Do(func() {
 		close(n.shutdownCh)
+		n.stop()
 		if ls := n.leader.Swap(nil); ls != nil {
 			ls.cancel()
 		}
@@ -231,8 +271,14 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			if n.trans != nil {
 				n.trans.Close()
 			}
+			if n.internal != nil {
+				n.internal.close()
+				n.internal.wg.Wait()
+			}
+			if n.rpc != nil {
+				n.rpc.close()
+			}
 			errs = append(errs, n.store.Close())
-			n.httpc.CloseIdleConnections()
 			if n.metrics != nil {
 				n.metrics.unregister()
 			}

@@ -2,9 +2,7 @@ package cluster
 
 import (
 	"errors"
-	"net/http"
-	"net/http/httptest"
-	"strings"
+	"net"
 	"testing"
 	"time"
 
@@ -100,11 +98,10 @@ func TestSingleNodeRestart(t *testing.T) {
 		t.Fatalf("live tokens %d, want %d", cfg.FSM.LiveTokens(), len(live))
 	}
 
-	// Without a cluster key the internal API refuses everything.
-	rec := httptest.NewRecorder()
-	n.InternalHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/internal/apply", strings.NewReader("x")))
-	if rec.Code != http.StatusForbidden {
-		t.Fatalf("internal apply without key: %d", rec.Code)
+	// Without a cluster key there is no internal port at all.
+	if c, err := net.DialTimeout("tcp", cfg.RaftAddr, 5*time.Second); err == nil {
+		c.Close()
+		t.Fatalf("a node without a cluster key listens on %s", cfg.RaftAddr)
 	}
 
 	// After shutdown, Apply fails fast with a retryable error.

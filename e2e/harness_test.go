@@ -139,7 +139,6 @@ func startNode(t *testing.T, dir string, opts nodeOpts) *node {
 		Replicator:   cn,
 		Status:       func() any { return cn.Status() },
 		Leave:        cn.Leave,
-		Internal:     cn.InternalHandler(),
 		Issuer:       issuer,
 		AdminToken:   opts.AdminToken,
 		AccessTTL:    accessTTL,

@@ -2,14 +2,16 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"errors"
 	"io"
+	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Sign-in hand-off.
@@ -19,24 +21,28 @@ import (
 // single-use and that is simplest to guarantee in one place. So that a load
 // balancer need not keep a browser on one node, each request id ends with
 // the owning node's id ("." + hex), and a login or consent post that reaches
-// another node is proxied, body, cookie and all, to the owner's HTTP
-// address. The owner then applies every check (CSRF token, cookie binding,
-// single use, the per-user login limiter) as if the browser had come
-// straight to it. A post for an owner that is gone fails as "expired", like
-// any lost sign-in: the user starts again.
+// another node is handed, body, cookie and all, to the owner over the
+// cluster's internal port (Config.HandOff: mutual TLS, never the public
+// listener). The owner then applies every check (CSRF token, cookie
+// binding, single use, the per-user login limiter) as if the browser had
+// come straight to it. A post for an owner that is gone fails as
+// "expired", like any lost sign-in: the user starts again.
 //
 // The owner sees the forwarding node as the client address, so its
 // per-address limiter counts handed-off attempts against that node; the
 // per-user limit is unaffected.
 
-// handoffHeader marks a proxied post so it is never proxied again.
+// handoffHeader marks a handed-off post so it is never handed on again.
 const handoffHeader = "X-Tokend-Handoff"
 
-// handOff proxies the form post to the node that owns its sign-in state
-// and reports true when it did (or answered an error). On false the body
-// has been buffered and put back for the local handler.
+// handOffTimeout bounds a hand-off; the owner answers from memory.
+const handOffTimeout = 10 * time.Second
+
+// handOff sends the form post to the node that owns its sign-in state and
+// reports true when it did (or answered an error). On false the body has
+// been buffered and put back for the local handler.
 func (s *Server) handOff(w http.ResponseWriter, r *http.Request) bool {
-	if s.cfg.PeerURL == nil || s.cfg.NodeID == "" || r.Header.Get(handoffHeader) != "" {
+	if s.cfg.HandOff == nil || s.cfg.NodeID == "" || r.Header.Get(handoffHeader) != "" {
 		return false
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxFormBytes))
@@ -58,28 +64,28 @@ func (s *Server) handOff(w http.ResponseWriter, r *http.Request) bool {
 	if !ok || owner == s.cfg.NodeID {
 		return false
 	}
-	base, ok := s.cfg.PeerURL(owner)
-	if !ok {
-		return false
+	ctx, cancel := context.WithTimeout(r.Context(), handOffTimeout)
+	defer cancel()
+	out := r.Clone(ctx)
+	out.Body = io.NopCloser(bytes.NewReader(body))
+	out.ContentLength = int64(len(body))
+	out.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	out.Header.Set(handoffHeader, s.cfg.NodeID)
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		out.Header.Set("X-Forwarded-For", host)
 	}
-	target, err := url.Parse(base)
+	resp, err := s.cfg.HandOff(ctx, owner, out)
 	if err != nil {
-		return false
+		s.log.WarnContext(r.Context(), "sign-in hand-off failed", "owner", owner, "err", err)
+		s.expiredPage(w, r)
+		return true
 	}
-	proxy := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			pr.SetXForwarded()
-			pr.Out.Header.Set(handoffHeader, s.cfg.NodeID)
-			pr.Out.ContentLength = int64(len(body))
-			pr.Out.Header.Set("Content-Length", strconv.Itoa(len(body)))
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			s.log.WarnContext(r.Context(), "sign-in hand-off failed", "owner", owner, "err", err)
-			s.expiredPage(w, r)
-		},
+	defer resp.Body.Close()
+	for k, vs := range resp.Header {
+		w.Header()[k] = vs
 	}
-	proxy.ServeHTTP(w, r)
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
 	return true
 }
 
@@ -94,4 +100,20 @@ func sessionOwner(requestID string) (string, bool) {
 		return "", false
 	}
 	return string(id), true
+}
+
+// HandOffHandler serves the sign-in posts other nodes hand to this one:
+// the login and consent form posts and nothing else, so the internal port
+// never becomes a second way into the rest of the API.
+func (s *Server) HandOffHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch strings.TrimPrefix(r.URL.Path, "/oauth") {
+		case "/authorize/login", "/authorize/consent":
+			if r.Method == http.MethodPost && r.Header.Get(handoffHeader) != "" {
+				s.ServeHTTP(w, r)
+				return
+			}
+		}
+		s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "not a sign-in hand-off"))
+	})
 }

@@ -33,16 +33,15 @@ type Config struct {
 	Replicator Replicator
 	// Status returns the body of GET /cluster/status.
 	Status func() any
-	// Internal, when set, is mounted at /internal/ (cluster traffic).
-	Internal http.Handler
 	// Leave, when set, backs POST /admin/cluster/leave: this node leaves
 	// the cluster gracefully.
 	Leave func(context.Context) error
-	// NodeID and PeerURL let a sign-in that started on another node be
+	// NodeID and HandOff let a sign-in that started on another node be
 	// handed to that node (handoff.go); without them sign-in state is
-	// only ever local.
+	// only ever local. HandOff sends the request to the named node over
+	// the cluster's internal port and returns that node's answer.
 	NodeID  string
-	PeerURL func(nodeID string) (baseURL string, ok bool)
+	HandOff func(ctx context.Context, nodeID string, r *http.Request) (*http.Response, error)
 
 	Issuer string
 	// AdminToken is the bearer token of the admin surface: /admin/*,
@@ -208,9 +207,6 @@ func (s *Server) routes() {
 
 	s.handle(r, "/healthz", s.healthz, http.MethodGet, http.MethodHead)
 	s.handle(r, "/readyz", s.readyz, http.MethodGet, http.MethodHead)
-	if s.cfg.Internal != nil {
-		r.PathPrefix("/internal/").Handler(s.cfg.Internal)
-	}
 	s.router = r
 }
 
