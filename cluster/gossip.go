@@ -326,6 +326,14 @@ func (n *Node) reconcile(ls *leaderState) {
 		s, ok := inCfg[id]
 		switch {
 		case p.state == memberlist.StateAlive && (!ok || string(s.Address) != p.meta.Raft || s.Suffrage != raft.Voter):
+			// Gossip only proves the cluster key; with operator PKI a node
+			// may hold the key but no certificate we trust. Adding it would
+			// make a voter nobody can reach, so its internal port must
+			// complete a mutual TLS call first.
+			if _, _, err := n.rpc.call(n.stopCtx, p.meta.Raft, opPing, nil, 2*time.Second); err != nil {
+				n.log.Warn("cluster: not adding member: its internal port failed authentication", "id", id, "raft", p.meta.Raft, "err", err)
+				continue
+			}
 			n.log.Info("cluster: adding voter", "id", id, "raft", p.meta.Raft, "was", string(s.Address))
 			if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(p.meta.Raft), 0, 5*time.Second).Error(); err != nil {
 				n.log.Warn("cluster: add voter failed", "id", id, "err", err)

@@ -32,6 +32,15 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 	m.collectors = []prometheus.Collector{
 		m.apply,
 		n.batchSizes,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tokend_cluster_internal_refused_total",
+			Help: "Connections to the internal port refused at the TLS handshake (no or untrusted certificate).",
+		}, func() float64 {
+			if n.internal == nil {
+				return 0
+			}
+			return float64(n.internal.refused.Load())
+		}),
 		gauge("tokend_raft_state", "Raft state: 0 follower, 1 candidate, 2 leader, 3 shutdown.", func() float64 { return float64(n.raft.State()) }),
 		gauge("tokend_raft_leader", "1 when this node is the Raft leader.", func() float64 { return b(n.raft.State() == raft.Leader) }),
 		gauge("tokend_raft_term", "Current Raft term.", func() float64 { return float64(n.raft.CurrentTerm()) }),

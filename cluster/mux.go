@@ -36,6 +36,8 @@ const (
 	// do so at once, so a flood of idle connections cannot exhaust memory.
 	handshakeTimeout = 10 * time.Second
 	maxHandshakes    = 256
+
+	refusalLogsPerSecond = 5
 )
 
 // internalListener accepts the internal port's connections and routes
@@ -48,9 +50,13 @@ type internalListener struct {
 	rpc    func(net.Conn) // serves one RPC connection; runs in its own goroutine
 	sem    chan struct{}
 
-	refused    atomic.Uint64 // failed handshakes, for metrics
-	lastLog    atomic.Int64  // unix nanos of the last refusal logged
-	suppressed atomic.Uint64
+	refused atomic.Uint64 // failed handshakes, for metrics
+	// logMu guards the refusal log's rate limit: logWindow started when
+	// the current second began, logged refusals were written in it.
+	logMu      sync.Mutex
+	logWindow  time.Time
+	logged     int
+	suppressed uint64
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -146,18 +152,26 @@ func (l *internalListener) handshake(raw net.Conn) {
 	}
 }
 
-// noteRefusal logs a refused peer, at most once a second so a flood cannot
-// fill the log; the count of refusals is kept for the metric.
+// noteRefusal logs a refused peer with its address, at most
+// refusalLogsPerSecond times a second so a flood cannot fill the log; the
+// count of refusals is kept for the metric.
 func (l *internalListener) noteRefusal(addr net.Addr, err error) {
 	l.refused.Add(1)
-	now := time.Now().UnixNano()
-	last := l.lastLog.Load()
-	if now-last < int64(time.Second) || !l.lastLog.CompareAndSwap(last, now) {
-		l.suppressed.Add(1)
+	l.logMu.Lock()
+	now := time.Now()
+	if now.Sub(l.logWindow) >= time.Second {
+		l.logWindow, l.logged = now, 0
+	}
+	if l.logged >= refusalLogsPerSecond {
+		l.suppressed++
+		l.logMu.Unlock()
 		return
 	}
-	l.log.Warn("cluster: refused internal connection", "peer", addr.String(), "err", err,
-		"refusals_not_logged", l.suppressed.Swap(0))
+	l.logged++
+	skipped := l.suppressed
+	l.suppressed = 0
+	l.logMu.Unlock()
+	l.log.Warn("cluster: refused internal connection", "peer", addr.String(), "err", err, "refusals_not_logged", skipped)
 }
 
 func (l *internalListener) close() {

@@ -35,6 +35,7 @@ const (
 	opLease   byte = 2 // payload: leaseRequest; answer: leaseResponse
 	opLeave   byte = 3 // payload: node id to remove
 	opHandOff byte = 4 // payload: HTTP/1.1 request; answer: HTTP/1.1 response
+	opPing    byte = 5 // no payload: proves the internal port authenticates
 
 	stOK          byte = 0
 	stNotLeader   byte = 1 // nothing was proposed: retrying elsewhere is safe
@@ -134,6 +135,8 @@ func (n *Node) handleRPC(op byte, payload []byte, peer net.Addr) (byte, []byte) 
 		return stOK, nil
 	case opHandOff:
 		return n.serveHandOff(ctx, payload, peer)
+	case opPing:
+		return stOK, nil
 	}
 	return stBadRequest, []byte(fmt.Sprintf("unknown operation %d", op))
 }
