@@ -611,7 +611,11 @@ func TestEndpoints(t *testing.T) {
 				t.Errorf("%s: %d", p, r.Status)
 			}
 		}
-		r := n.get(t, "/cluster/status")
+		// /cluster/status names members and their addresses: admin token.
+		if r := n.get(t, "/cluster/status"); r.Status != 401 {
+			t.Errorf("/cluster/status without the admin token: %d", r.Status)
+		}
+		r := n.admin(t, "GET", "/cluster/status", nil)
 		if r.Status != 200 {
 			t.Fatal(r.Status)
 		}

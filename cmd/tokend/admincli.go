@@ -9,8 +9,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Operator subcommands are thin clients of a running node's admin API, so
@@ -25,8 +27,9 @@ func adminCommand(ctx context.Context, group string, args []string, stdout, stde
 		verb, args = args[0], args[1:]
 	}
 	fs := newFlagSet("tokend "+strings.TrimSpace(group+" "+verb), stderr)
-	addr := fs.String("addr", "http://127.0.0.1:8080", "URL of a tokend node")
-	token := fs.String("admin-token", "", "admin bearer token")
+	addr := fs.String("addr", "http://127.0.0.1:8080", "URL of a tokend node's admin surface: its --admin-addr when set, else its --http-addr")
+	token := fs.String("admin-token", "", "admin bearer token"+argvWarning("admin-token-file"))
+	tokenFile := fs.String("admin-token-file", "", "file holding the admin bearer token")
 	o := &adminOpts{}
 	fs.StringVar(&o.name, "name", "", "client: application name")
 	fs.Var(&o.redirects, "redirect-uri", "client: callback URL (repeatable)")
@@ -41,13 +44,24 @@ func adminCommand(ctx context.Context, group string, args []string, stdout, stde
 	if err := parseWithEnv(fs, args); err != nil {
 		return err
 	}
+	if *token != "" && *tokenFile != "" {
+		return errors.New("give one of --admin-token and --admin-token-file, not both")
+	}
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			return fmt.Errorf("--admin-token-file: %w", err)
+		}
+		*token = strings.TrimRightFunc(string(b), unicode.IsSpace)
+	}
 	api := &adminClient{base: strings.TrimRight(*addr, "/"), token: *token, http: &http.Client{Timeout: 30 * time.Second}}
 	method, path, body, err := o.request(group, verb, fs)
 	if err != nil {
 		return err
 	}
-	if method != http.MethodGet && api.token == "" && path != "/cluster/status" {
-		return errors.New("--admin-token (or TOKEND_ADMIN_TOKEN) is required")
+	// Every call, /cluster/status included, needs the token.
+	if api.token == "" {
+		return errors.New("--admin-token-file or --admin-token (or TOKEND_ADMIN_TOKEN[_FILE]) is required")
 	}
 	var out json.RawMessage
 	if err := api.do(ctx, method, path, body, &out); err != nil {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -11,16 +13,16 @@ import (
 // TestAdminCLI drives every operator subcommand against a real node.
 func TestAdminCLI(t *testing.T) {
 	p := &proc{id: "cli", dir: t.TempDir(), httpAddr: freePort(t), raftAddr: freePort(t), gossipAddr: freePort(t),
-		args: []string{"--admin-token", "cli-admin"}}
+		args: []string{"--admin-token", testAdminToken}}
 	p.start(t)
 	t.Cleanup(func() { p.terminate(t) })
-	c := &testCluster{t: t, admin: "cli-admin", procs: []*proc{p}}
+	c := &testCluster{t: t, admin: testAdminToken, procs: []*proc{p}}
 	c.waitReady(p)
 
 	tokend := func(args ...string) map[string]any {
 		t.Helper()
 		var out strings.Builder
-		args = append(args, "--addr", p.url(), "--admin-token", "cli-admin")
+		args = append(args, "--addr", p.url(), "--admin-token", testAdminToken)
 		if err := run(withTimeout(t), args, &out, &out); err != nil {
 			t.Fatalf("tokend %s: %v\n%s", strings.Join(args, " "), err, out.String())
 		}
@@ -85,13 +87,33 @@ func TestAdminCLI(t *testing.T) {
 	if st := tokend("cluster", "status"); st["state"] != "Leader" || st["node_id"] != "cli" {
 		t.Fatalf("cluster status: %v", st)
 	}
+	// /cluster/status needs the token: the CLI says so before asking, the
+	// node refuses without it, and the token may come from a file.
+	t.Setenv("TOKEND_ADMIN_TOKEN", "")
+	t.Setenv("TOKEND_ADMIN_TOKEN_FILE", "")
+	var noTok strings.Builder
+	if err := run(withTimeout(t), []string{"cluster", "status", "--addr", p.url()}, &noTok, &noTok); err == nil || !strings.Contains(err.Error(), "--admin-token") {
+		t.Fatalf("cluster status without a token: %v", err)
+	}
+	if code, body, _, err := do(http.MethodGet, p.url()+"/cluster/status", "", "", nil); err != nil || code != http.StatusUnauthorized {
+		t.Fatalf("GET /cluster/status without a token: %d %s %v", code, body, err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tokenFile, []byte(testAdminToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var viaFile strings.Builder
+	if err := run(withTimeout(t), []string{"cluster", "status", "--addr", p.url(), "--admin-token-file", tokenFile}, &viaFile, &viaFile); err != nil ||
+		!strings.Contains(viaFile.String(), `"node_id": "cli"`) {
+		t.Fatalf("cluster status --admin-token-file: %v\n%s", err, viaFile.String())
+	}
 	tokend("user", "delete", "eneco/alice")
 	tokend("client", "delete", id)
 	var out strings.Builder
-	if err := run(withTimeout(t), []string{"client", "get", id, "--addr", p.url(), "--admin-token", "cli-admin"}, &out, &out); err == nil || !strings.Contains(err.Error(), "404") {
+	if err := run(withTimeout(t), []string{"client", "get", id, "--addr", p.url(), "--admin-token", testAdminToken}, &out, &out); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("client get after delete: %v %s", err, out.String())
 	}
-	if err := run(withTimeout(t), []string{"revoke", "--addr", p.url(), "--admin-token", "cli-admin"}, &out, &out); err == nil {
+	if err := run(withTimeout(t), []string{"revoke", "--addr", p.url(), "--admin-token", testAdminToken}, &out, &out); err == nil {
 		t.Fatal("revoke without --client or --user accepted")
 	}
 }

@@ -281,10 +281,10 @@ func TestClusterWrongKey(t *testing.T) {
 // TestClusterBootstrapExpectMismatch: servers that disagree on
 // --bootstrap-expect do not bootstrap, and say why.
 func TestClusterBootstrapExpectMismatch(t *testing.T) {
-	c := &testCluster{t: t, key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", admin: "test-admin-token"}
+	c := &testCluster{t: t, key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", admin: testAdminToken}
 	a, b := c.newProc("node1"), c.newProc("node2")
-	a.args = []string{"--bootstrap-expect", "2", "--cluster-key", c.key, "--join", b.gossipAddr}
-	b.args = []string{"--bootstrap-expect", "3", "--cluster-key", c.key, "--join", a.gossipAddr}
+	a.args = []string{"--bootstrap-expect", "2", "--cluster-key", c.key, "--admin-token", c.admin, "--join", b.gossipAddr}
+	b.args = []string{"--bootstrap-expect", "3", "--cluster-key", c.key, "--admin-token", c.admin, "--join", a.gossipAddr}
 	c.procs = []*proc{a, b}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
@@ -328,7 +328,7 @@ func TestClusterReplacedAddress(t *testing.T) {
 				Suffrage string `json:"suffrage"`
 			} `json:"members"`
 		}
-		code, body, _, err := do(http.MethodGet, c.procs[0].url()+"/cluster/status", "", "", nil)
+		code, body, _, err := do(http.MethodGet, c.procs[0].url()+"/cluster/status", "", "", adminAuth)
 		if err != nil || code != http.StatusOK {
 			return fmt.Errorf("status %d %v", code, err)
 		}

@@ -36,6 +36,7 @@ func (c *serveConfig) devDefaults() error {
 		c.devTempDir = dir
 	}
 	if c.adminToken == "" {
+		// "dev-admin-" and 32 characters: over httpapi.MinAdminTokenLen.
 		b := make([]byte, 24)
 		_, _ = rand.Read(b)
 		c.adminToken = "dev-admin-" + base64.RawURLEncoding.EncodeToString(b)
@@ -49,13 +50,15 @@ func (c *serveConfig) devCleanup() {
 	}
 }
 
-func (c *serveConfig) seedDemo(ctx context.Context, node *cluster.Node, base string, out io.Writer) error {
+// seedDemo seeds through the admin API at adminBase (base itself unless
+// --admin-addr is set) and prints curl lines against base.
+func (c *serveConfig) seedDemo(ctx context.Context, node *cluster.Node, base, adminBase string, out io.Writer) error {
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := node.WaitReady(wctx); err != nil {
 		return fmt.Errorf("node not ready: %w", err)
 	}
-	api := &adminClient{base: base, token: c.adminToken, http: &http.Client{Timeout: 10 * time.Second}}
+	api := &adminClient{base: adminBase, token: c.adminToken, http: &http.Client{Timeout: 10 * time.Second}}
 
 	var existing []struct {
 		ClientID string `json:"client_id"`
@@ -89,13 +92,13 @@ func (c *serveConfig) seedDemo(ctx context.Context, node *cluster.Node, base str
 		return err
 	}
 	fmt.Fprintf(out, devBanner, base, c.adminToken, client.ClientID, client.ClientSecret, demoRedirect, demoUser, demoPassword,
-		base, client.ClientID, client.ClientSecret, demoUser, demoPassword, demoRedirect)
+		base, client.ClientID, client.ClientSecret, demoUser, demoPassword, demoRedirect, adminBase)
 	return nil
 }
 
 const devBanner = `
 tokend dev node is ready at %[1]s
-  admin token:   %[2]s
+  admin token:   %[2]s  (admin API, /cluster/status, /debug/pprof/ at %[14]s)
   demo client:   %[3]s  secret %[4]s  redirect %[5]s
   demo user:     %[6]s / %[7]s (tenant "default")
 

@@ -592,7 +592,7 @@ func (r *linRecorder) do(method, addr, path, body string, hdr map[string]string)
 
 func (r *linRecorder) status(addr string) (status, error) {
 	var s status
-	code, body, err := r.do(http.MethodGet, addr, "/cluster/status", "", nil)
+	code, body, err := r.do(http.MethodGet, addr, "/cluster/status", "", adminAuth)
 	if err != nil {
 		return s, err
 	}

@@ -1,11 +1,17 @@
 package main
 
 import (
+	"bytes"
+	"encoding/base64"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/cluster"
 )
 
 func TestFlagsReadEnvironmentAndFlagsWin(t *testing.T) {
@@ -104,5 +110,187 @@ func TestFlagsAfterPositionalArguments(t *testing.T) {
 	}
 	if *addr != "http://x" || !*force || strings.Join(fs.Args(), " ") != "get ID -literal" {
 		t.Fatalf("addr %q force %v args %q", *addr, *force, fs.Args())
+	}
+}
+
+// writeSecret writes a secret file with mode perm.
+func writeSecret(t *testing.T, name, content string, perm os.FileMode) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), perm); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, perm); err != nil { // past the umask
+		t.Fatal(err)
+	}
+	return p
+}
+
+func testKey(b byte) string { return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, 32)) }
+
+func TestAdminTokenRules(t *testing.T) {
+	long := strings.Repeat("k", minAdminToken)
+	if _, err := parseServe([]string{"--admin-token", long[1:]}, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "at least 32 bytes") || !strings.Contains(err.Error(), "/dev/urandom") {
+		t.Errorf("31-byte token: %v", err)
+	}
+	if _, err := parseServe([]string{"--admin-token", long}, io.Discard); err != nil {
+		t.Errorf("32-byte token refused: %v", err)
+	}
+	if _, err := parseServe([]string{"--admin-token", long + "\nmore"}, io.Discard); err == nil {
+		t.Error("token with a newline accepted")
+	}
+
+	f := writeSecret(t, "admin-token", long+"x \n\n", 0o600)
+	c, err := parseServe([]string{"--admin-token-file", f}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.adminToken != long+"x" || len(c.looseFiles) != 0 {
+		t.Errorf("token %q from file, loose files %v", c.adminToken, c.looseFiles)
+	}
+	// The environment twin works too.
+	t.Setenv("TOKEND_ADMIN_TOKEN_FILE", f)
+	if c, err := parseServe(nil, io.Discard); err != nil || c.adminToken != long+"x" {
+		t.Errorf("TOKEND_ADMIN_TOKEN_FILE: %q %v", c.adminToken, err)
+	}
+	if _, err := parseServe([]string{"--admin-token", long}, io.Discard); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("--admin-token with TOKEND_ADMIN_TOKEN_FILE: %v", err)
+	}
+	t.Setenv("TOKEND_ADMIN_TOKEN_FILE", "")
+
+	for name, content := range map[string]string{"empty": "", "blank": " \n\n", "short": "short-token\n"} {
+		if _, err := parseServe([]string{"--admin-token-file", writeSecret(t, name, content, 0o600)}, io.Discard); err == nil {
+			t.Errorf("%s token file accepted", name)
+		}
+	}
+	if _, err := parseServe([]string{"--admin-token-file", filepath.Join(t.TempDir(), "missing")}, io.Discard); err == nil {
+		t.Error("missing token file accepted")
+	}
+
+	// A file others can read is a warning, not an error.
+	c, err = parseServe([]string{"--admin-token-file", writeSecret(t, "loose", long, 0o640)}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.looseFiles) != 1 || c.looseFiles[0].flag != "--admin-token-file" || c.looseFiles[0].mode != 0o640 {
+		t.Errorf("loose files: %+v", c.looseFiles)
+	}
+}
+
+func TestDevAdminTokenIsLongEnough(t *testing.T) {
+	c := &serveConfig{dataDir: t.TempDir()}
+	if err := c.devDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.adminToken) < minAdminToken {
+		t.Fatalf("dev admin token %q is %d bytes", c.adminToken, len(c.adminToken))
+	}
+}
+
+func TestClusterKeyFile(t *testing.T) {
+	primary, old := testKey(1), testKey(2)
+	f := writeSecret(t, "cluster-key", "# rotated 2026-11-20\n"+primary+"\n\n  "+old+"  # previous\n", 0o600)
+	c, err := parseServe([]string{"--bootstrap-expect", "3", "--cluster-key-file", f}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, accept, err := c.keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(key, bytes.Repeat([]byte{1}, 32)) || len(accept) != 1 || !bytes.Equal(accept[0], bytes.Repeat([]byte{2}, 32)) {
+		t.Fatalf("primary %x, accepted %x", key, accept)
+	}
+
+	// A key on argv is still one key.
+	c, err = parseServe([]string{"--bootstrap-expect", "3", "--cluster-key", primary}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key, accept, err := c.keys(); err != nil || len(key) != 32 || len(accept) != 0 {
+		t.Fatalf("--cluster-key: %d-byte key, %d accepted, %v", len(key), len(accept), err)
+	}
+
+	short := base64.StdEncoding.EncodeToString(make([]byte, 16))
+	for name, content := range map[string]string{
+		"empty":        "",
+		"comments":     "# nothing here\n\n",
+		"short key":    primary + "\n" + short + "\n",
+		"not base64":   "not-a-key!\n",
+		"url encoding": strings.NewReplacer("+", "-", "/", "_").Replace(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xfb}, 32))) + "\n",
+	} {
+		_, err := parseServe([]string{"--cluster-key-file", writeSecret(t, "k", content, 0o600)}, io.Discard)
+		if err == nil {
+			t.Errorf("%s: key file accepted", name)
+		} else if strings.Contains(err.Error(), short) {
+			t.Errorf("%s: error quotes the file: %v", name, err)
+		}
+	}
+	_, err = parseServe([]string{"--cluster-key-file", writeSecret(t, "k", primary+"\n"+short+"\n", 0o600)}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("bad line not named: %v", err)
+	}
+	if _, err := parseServe([]string{"--cluster-key", primary, "--cluster-key-file", f}, io.Discard); err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("--cluster-key and --cluster-key-file: %v", err)
+	}
+	c, err = parseServe([]string{"--cluster-key-file", writeSecret(t, "k", primary, 0o604)}, io.Discard)
+	if err != nil || len(c.looseFiles) != 1 {
+		t.Errorf("world-readable key file: %v, loose files %+v", err, c.looseFiles)
+	}
+}
+
+func TestInternalTLSFlags(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, ca := filepath.Join(dir, "node.pem"), filepath.Join(dir, "node-key.pem"), filepath.Join(dir, "ca.pem")
+	keyFile := writeSecret(t, "cluster-key", testKey(3)+"\n", 0o600)
+	all := []string{"--internal-tls-cert", cert, "--internal-tls-key", key, "--internal-tls-ca", ca}
+	for _, args := range [][]string{
+		{"--internal-tls-cert", cert, "--cluster-key-file", keyFile},
+		{"--internal-tls-cert", cert, "--internal-tls-key", key, "--cluster-key-file", keyFile},
+		{"--internal-tls-ca", ca, "--cluster-key-file", keyFile},
+		all, // no cluster key
+	} {
+		if _, err := parseServe(args, io.Discard); err == nil {
+			t.Errorf("parseServe(%q) accepted", args)
+		}
+	}
+	c, err := parseServe(append([]string{"--cluster-key-file", keyFile}, all...), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.internalTLS != (cluster.TLSFiles{CertFile: cert, KeyFile: key, CAFile: ca}) {
+		t.Fatalf("internal TLS %+v", c.internalTLS)
+	}
+}
+
+func TestAdminAddrFlag(t *testing.T) {
+	t.Setenv("TOKEND_ADMIN_ADDR", "127.0.0.1:8400")
+	c, err := parseServe(nil, io.Discard)
+	if err != nil || c.adminAddr != "127.0.0.1:8400" {
+		t.Fatalf("TOKEND_ADMIN_ADDR: %q %v", c.adminAddr, err)
+	}
+	t.Setenv("TOKEND_ADMIN_ADDR", "")
+	if c, err := parseServe(nil, io.Discard); err != nil || c.adminAddr != "" {
+		t.Fatalf("default --admin-addr %q %v", c.adminAddr, err)
+	}
+}
+
+// The help of every flag that takes a secret on argv points to its file
+// twin.
+func TestSecretFlagsWarnAboutArgv(t *testing.T) {
+	var help strings.Builder
+	if _, err := parseServe([]string{"-h"}, &help); err == nil {
+		t.Fatal("-h did not stop parsing")
+	}
+	usage := map[string]string{}
+	for _, block := range strings.Split(help.String(), "\n  -")[1:] {
+		name, text, _ := strings.Cut(block, " ")
+		usage[name] = text
+	}
+	for _, f := range []string{"admin-token", "cluster-key"} {
+		if !strings.Contains(usage[f], "(ps)") || !strings.Contains(usage[f], "--"+f+"-file") {
+			t.Errorf("--%s help does not warn about argv: %q", f, usage[f])
+		}
 	}
 }

@@ -49,6 +49,10 @@ func TestMain(m *testing.M) {
 // two busy cores with the race detector.
 const deadline = 60 * time.Second
 
+// testAdminToken is the admin token of every node these tests start: the
+// admin API and /cluster/status need it.
+const testAdminToken = "test-admin-token-0123456789abcdef0123456789"
+
 func freePort(t *testing.T) string {
 	t.Helper()
 	addr, err := loopaddr.Free()
@@ -148,7 +152,7 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
-	c := &testCluster{t: t, key: base64.StdEncoding.EncodeToString(raw), admin: "test-admin-token"}
+	c := &testCluster{t: t, key: base64.StdEncoding.EncodeToString(raw), admin: testAdminToken}
 	for i := 0; i < n; i++ {
 		c.procs = append(c.procs, c.newProc(fmt.Sprintf("node%d", i+1)))
 	}
@@ -211,6 +215,9 @@ func eventually(t *testing.T, what string, cond func() error) {
 
 var httpc = &http.Client{Timeout: 15 * time.Second}
 
+// adminAuth is the header that authenticates with testAdminToken.
+var adminAuth = map[string]string{"Authorization": "Bearer " + testAdminToken}
+
 func (c *testCluster) waitReady(p *proc) {
 	c.t.Helper()
 	eventually(c.t, p.id+" ready", func() error {
@@ -245,12 +252,14 @@ type status struct {
 
 func getStatus(p *proc) (status, error) {
 	var s status
-	resp, err := httpc.Get(p.url() + "/cluster/status")
+	code, body, _, err := do(http.MethodGet, p.url()+"/cluster/status", "", "", adminAuth)
 	if err != nil {
 		return s, err
 	}
-	defer resp.Body.Close()
-	return s, json.NewDecoder(resp.Body).Decode(&s)
+	if code != http.StatusOK {
+		return s, fmt.Errorf("/cluster/status: %d %s", code, body)
+	}
+	return s, json.Unmarshal(body, &s)
 }
 
 func (c *testCluster) leader() (*proc, error) {

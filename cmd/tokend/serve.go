@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -12,7 +13,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,10 +28,12 @@ import (
 type serveConfig struct {
 	nodeID, dataDir                string
 	httpAddr, raftAddr, gossipAddr string
+	adminAddr                      string
 	join                           listFlag
 	bootstrapExpect                int
-	clusterKey                     string
-	adminToken                     string
+	clusterKey, clusterKeyFile     string
+	adminToken, adminTokenFile     string
+	internalTLS                    cluster.TLSFiles
 	accessTTL, refreshTTL, codeTTL time.Duration
 	refreshGrace                   time.Duration
 	deadServerGrace                time.Duration
@@ -40,7 +45,28 @@ type serveConfig struct {
 	leaveOnTerminate               bool
 	logLevel                       string
 	devTempDir                     string // removed on exit
+
+	// fileKeys are the keys read from --cluster-key-file, primary first.
+	fileKeys [][]byte
+	// looseFiles are secret files that group or others may access,
+	// logged once the logger exists.
+	looseFiles []looseFile
 }
+
+type looseFile struct {
+	flag, path string
+	mode       os.FileMode
+}
+
+// argvWarning ends the help of every flag that carries a secret on the
+// command line.
+func argvWarning(fileFlag string) string {
+	return "; the command line is visible to every local user (ps), so prefer --" + fileFlag
+}
+
+// minAdminToken is httpapi.MinAdminTokenLen, checked here too so a short
+// token fails before anything starts.
+const minAdminToken = httpapi.MinAdminTokenLen
 
 func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	host, _ := os.Hostname()
@@ -48,13 +74,19 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs := newFlagSet("tokend serve", stderr)
 	fs.StringVar(&c.nodeID, "node-id", host, "unique, stable node name")
 	fs.StringVar(&c.dataDir, "data-dir", "", "Raft log, stable store and snapshots (default ./data/<node-id>; --dev: a temporary directory)")
-	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "OAuth, admin, health and metrics HTTP address")
+	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "OAuth and health HTTP address; also the admin surface unless --admin-addr is set")
+	fs.StringVar(&c.adminAddr, "admin-addr", "", "own listener for /admin/*, /metrics, /cluster/status and /debug/pprof/, which then answer 404 on --http-addr (empty: all on --http-addr)")
 	fs.StringVar(&c.raftAddr, "raft-addr", "127.0.0.1:8300", "Raft transport address")
 	fs.StringVar(&c.gossipAddr, "gossip-addr", "127.0.0.1:8301", "memberlist gossip address")
 	fs.Var(&c.join, "join", "comma-separated gossip addresses of existing members")
 	fs.IntVar(&c.bootstrapExpect, "bootstrap-expect", 1, "servers to wait for before bootstrapping a new cluster")
-	fs.StringVar(&c.clusterKey, "cluster-key", "", "base64 32-byte key: encrypts gossip, authenticates internal calls (required when bootstrap-expect > 1)")
-	fs.StringVar(&c.adminToken, "admin-token", "", "bearer token for /admin/* (empty: admin API disabled)")
+	fs.StringVar(&c.clusterKey, "cluster-key", "", "base64 32-byte key: encrypts gossip, authenticates internal calls (required when bootstrap-expect > 1)"+argvWarning("cluster-key-file"))
+	fs.StringVar(&c.clusterKeyFile, "cluster-key-file", "", "file of base64 32-byte cluster keys, one per line (# comments): the first is used, the rest are also accepted during a key rotation")
+	fs.StringVar(&c.adminToken, "admin-token", "", "bearer token (at least 32 bytes) for /admin/*, /cluster/status and /debug/pprof/ (empty: all three disabled)"+argvWarning("admin-token-file"))
+	fs.StringVar(&c.adminTokenFile, "admin-token-file", "", "file holding the admin token (trailing whitespace ignored)")
+	fs.StringVar(&c.internalTLS.CertFile, "internal-tls-cert", "", "PEM certificate of this node for the internal port, from the operator's PKI instead of the key-derived CA (with --internal-tls-key and --internal-tls-ca)")
+	fs.StringVar(&c.internalTLS.KeyFile, "internal-tls-key", "", "PEM private key for --internal-tls-cert")
+	fs.StringVar(&c.internalTLS.CAFile, "internal-tls-ca", "", "PEM CA bundle that peers' internal certificates must chain to")
 	fs.DurationVar(&c.accessTTL, "access-token-ttl", 30*time.Minute, "access token lifetime")
 	fs.DurationVar(&c.refreshTTL, "refresh-token-ttl", 12*time.Hour, "refresh token lifetime")
 	fs.DurationVar(&c.codeTTL, "code-ttl", 60*time.Second, "authorization code lifetime")
@@ -87,8 +119,34 @@ func (c *serveConfig) check() error {
 	if c.dev && (c.bootstrapExpect > 1 || len(c.join) > 0) {
 		return errors.New("--dev runs a single node; drop --bootstrap-expect/--join")
 	}
-	if (c.bootstrapExpect > 1 || len(c.join) > 0) && c.clusterKey == "" {
-		return errors.New("--cluster-key is required for a cluster (bootstrap-expect > 1 or --join); generate one with: head -c32 /dev/urandom | base64")
+	if c.clusterKey != "" && c.clusterKeyFile != "" {
+		return errors.New("give one of --cluster-key and --cluster-key-file, not both")
+	}
+	if c.adminToken != "" && c.adminTokenFile != "" {
+		return errors.New("give one of --admin-token and --admin-token-file, not both")
+	}
+	if err := c.readSecretFiles(); err != nil {
+		return err
+	}
+	hasKey := c.clusterKey != "" || len(c.fileKeys) > 0
+	if (c.bootstrapExpect > 1 || len(c.join) > 0) && !hasKey {
+		return errors.New("--cluster-key-file (or --cluster-key) is required for a cluster (bootstrap-expect > 1 or --join); generate a key with: head -c32 /dev/urandom | base64")
+	}
+	if t := c.internalTLS; t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" {
+		if t.CertFile == "" || t.KeyFile == "" || t.CAFile == "" {
+			return errors.New("--internal-tls-cert, --internal-tls-key and --internal-tls-ca go together")
+		}
+		if !hasKey {
+			return errors.New("--internal-tls-cert/-key/-ca need a cluster key too (--cluster-key-file): it encrypts gossip")
+		}
+	}
+	if c.adminToken != "" {
+		if len(c.adminToken) < minAdminToken {
+			return fmt.Errorf("--admin-token must be at least %d bytes (got %d); generate one with: head -c32 /dev/urandom | base64", minAdminToken, len(c.adminToken))
+		}
+		if strings.IndexFunc(c.adminToken, unicode.IsControl) >= 0 {
+			return errors.New("--admin-token must be one line of printable characters")
+		}
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
@@ -101,6 +159,98 @@ func (c *serveConfig) check() error {
 	return nil
 }
 
+// readSecretFiles reads --admin-token-file and --cluster-key-file, and
+// notes secret files that others may read.
+func (c *serveConfig) readSecretFiles() error {
+	if c.adminTokenFile != "" {
+		b, err := c.readSecret("admin-token-file", c.adminTokenFile)
+		if err != nil {
+			return err
+		}
+		c.adminToken = strings.TrimRightFunc(string(b), unicode.IsSpace)
+		if c.adminToken == "" {
+			return fmt.Errorf("--admin-token-file %s is empty", c.adminTokenFile)
+		}
+	}
+	if c.clusterKeyFile != "" {
+		b, err := c.readSecret("cluster-key-file", c.clusterKeyFile)
+		if err != nil {
+			return err
+		}
+		if c.fileKeys, err = parseKeyFile(b); err != nil {
+			return fmt.Errorf("--cluster-key-file %s: %w", c.clusterKeyFile, err)
+		}
+	}
+	if c.internalTLS.KeyFile != "" {
+		c.checkMode("internal-tls-key", c.internalTLS.KeyFile)
+	}
+	return nil
+}
+
+// maxSecretFile bounds what a secret file may hold (a key file with a few
+// keys and comments is well under a kilobyte).
+const maxSecretFile = 64 << 10
+
+func (c *serveConfig) readSecret(flagName, path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", flagName, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", flagName, err)
+	}
+	if len(b) > maxSecretFile {
+		return nil, fmt.Errorf("--%s %s: larger than %d bytes", flagName, path, maxSecretFile)
+	}
+	c.checkMode(flagName, path)
+	return b, nil
+}
+
+// checkMode notes a secret file that its group or others may access: only
+// a warning, since the file may be meant for a group the service is in.
+func (c *serveConfig) checkMode(flagName, path string) {
+	fi, err := os.Stat(path)
+	if err == nil && fi.Mode().Perm()&0o077 != 0 {
+		c.looseFiles = append(c.looseFiles, looseFile{flag: "--" + flagName, path: path, mode: fi.Mode().Perm()})
+	}
+}
+
+// parseKeyFile reads cluster keys: base64 (standard encoding) of 32 bytes,
+// one a line; blank lines and everything after a # are ignored. The first
+// key is the primary.
+func parseKeyFile(b []byte) ([][]byte, error) {
+	var keys [][]byte
+	for i, line := range strings.Split(string(b), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		if line = strings.TrimSpace(line); line == "" {
+			continue
+		}
+		k, err := base64.StdEncoding.DecodeString(line)
+		if err != nil || len(k) != 32 {
+			// The line itself is not quoted: it may be a key.
+			return nil, fmt.Errorf("line %d is not base64 of exactly 32 bytes", i+1)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("holds no key")
+	}
+	return keys, nil
+}
+
+// keys returns the primary cluster key (nil without one) and the further
+// keys accepted during a rotation.
+func (c *serveConfig) keys() ([]byte, [][]byte, error) {
+	if len(c.fileKeys) > 0 {
+		return c.fileKeys[0], c.fileKeys[1:], nil
+	}
+	k, err := c.key()
+	return k, nil, err
+}
+
+// key decodes --cluster-key.
 func (c *serveConfig) key() ([]byte, error) {
 	if c.clusterKey == "" {
 		return nil, nil
@@ -129,7 +279,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	key, err := c.key()
+	for _, f := range c.looseFiles {
+		log.Warn("secret file is accessible to group or others; chmod 600 it",
+			"flag", f.flag, "file", f.path, "mode", fmt.Sprintf("%04o", f.mode))
+	}
+	key, acceptKeys, err := c.keys()
 	if err != nil {
 		return err
 	}
@@ -157,6 +311,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("listen on --http-addr: %w", err)
 	}
 	defer ln.Close()
+	var adminLn net.Listener
+	if c.adminAddr != "" {
+		if adminLn, err = net.Listen("tcp", c.adminAddr); err != nil {
+			return fmt.Errorf("listen on --admin-addr: %w", err)
+		}
+		defer adminLn.Close()
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -170,6 +331,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Join:              c.join,
 		BootstrapExpect:   c.bootstrapExpect,
 		ClusterKey:        key,
+		AcceptKeys:        acceptKeys,
+		InternalTLS:       c.internalTLS,
 		DeadServerGrace:   c.deadServerGrace,
 		PurgeInterval:     c.purgeInterval,
 		SnapshotThreshold: c.snapshotThreshold,
@@ -191,6 +354,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Internal:      node.InternalHandler(),
 		Issuer:        c.issuer,
 		AdminToken:    c.adminToken,
+		SeparateAdmin: adminLn != nil,
 		AccessTTL:     c.accessTTL,
 		RefreshTTL:    c.refreshTTL,
 		CodeTTL:       c.codeTTL,
@@ -203,29 +367,49 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_ = node.Shutdown(context.Background())
 		return err
 	}
-	srv := &http.Server{
-		Handler:           api,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	serveErr := make(chan error, 1)
-	go func() {
-		if c.tlsCert != "" {
-			srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-			serveErr <- srv.ServeTLS(ln, c.tlsCert, c.tlsKey)
-		} else {
-			serveErr <- srv.Serve(ln)
+	node.ServeHandOffs(api.HandOffHandler())
+	newServer := func(h http.Handler, writeTimeout time.Duration) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       15 * time.Second,
+			WriteTimeout:      writeTimeout,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
-	}()
-	log.Info("tokend serving", "node_id", c.nodeID, "http", scheme+"://"+ln.Addr().String(),
-		"raft", c.raftAddr, "gossip", c.gossipAddr, "data_dir", c.dataDir, "version", version)
+	}
+	serveErr := make(chan error, 2)
+	serveOn := func(srv *http.Server, ln net.Listener, name string) {
+		go func() {
+			var err error
+			if c.tlsCert != "" {
+				srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+				err = srv.ServeTLS(ln, c.tlsCert, c.tlsKey)
+			} else {
+				err = srv.Serve(ln)
+			}
+			serveErr <- fmt.Errorf("%s: %w", name, err)
+		}()
+	}
+	srv := newServer(api, 30*time.Second)
+	serveOn(srv, ln, "--http-addr")
+	baseURL, adminURL := scheme+"://"+ln.Addr().String(), ""
+	var adminSrv *http.Server
+	if adminLn != nil {
+		adminSrv = newServer(api.AdminHandler(), adminWriteTimeout)
+		serveOn(adminSrv, adminLn, "--admin-addr")
+		adminURL = scheme + "://" + adminLn.Addr().String()
+	}
+	attrs := []any{"node_id", c.nodeID, "http", baseURL}
+	if adminURL != "" {
+		attrs = append(attrs, "admin", adminURL)
+	}
+	log.Info("tokend serving", append(attrs,
+		"raft", c.raftAddr, "gossip", c.gossipAddr, "data_dir", c.dataDir, "version", version)...)
 
 	if c.dev {
-		if err := c.seedDemo(ctx, node, scheme+"://"+ln.Addr().String(), stdout); err != nil {
+		if err := c.seedDemo(ctx, node, baseURL, cmp.Or(adminURL, baseURL), stdout); err != nil {
 			log.Error("seeding demo data failed", "err", err)
 		}
 	}
@@ -236,8 +420,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case err = <-serveErr:
 		log.Error("http server stopped", "err", err)
 	}
-	return shutdown(srv, node, c.leaveOnTerminate, log)
+	return shutdown(srv, adminSrv, node, c.leaveOnTerminate, log)
 }
+
+// adminWriteTimeout lets /debug/pprof/profile and /debug/pprof/trace
+// stream for up to ?seconds=119 (pprof refuses a duration at or over the
+// server's WriteTimeout).
+const adminWriteTimeout = 2 * time.Minute
 
 // advertisedHTTP is the address peers forward writes to: host:port for
 // plain HTTP, a base URL when the node serves TLS.
@@ -250,7 +439,7 @@ func advertisedHTTP(scheme, addr string) string {
 
 // shutdown stops taking requests, optionally leaves the cluster, then stops
 // Raft, each step bounded so a wedged peer cannot hold the process.
-func shutdown(srv *http.Server, node *cluster.Node, leave bool, log *slog.Logger) error {
+func shutdown(srv, adminSrv *http.Server, node *cluster.Node, leave bool, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if leave {
@@ -258,7 +447,23 @@ func shutdown(srv *http.Server, node *cluster.Node, leave bool, log *slog.Logger
 			log.Warn("leaving the cluster failed", "err", err)
 		}
 	}
+	// The admin listener drains alongside, briefly: a profile still
+	// streaming is cut off rather than allowed to hold up Raft's shutdown.
+	adminDone := make(chan struct{})
+	go func() {
+		defer close(adminDone)
+		if adminSrv == nil {
+			return
+		}
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if err := adminSrv.Shutdown(actx); err != nil {
+			log.Warn("admin listener did not drain; closing it", "err", err)
+			_ = adminSrv.Close()
+		}
+	}()
 	httpErr := srv.Shutdown(ctx)
+	<-adminDone
 	if err := node.Shutdown(ctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
