@@ -1,13 +1,32 @@
 // Package cluster runs tokend's replicated state machine: hashicorp/raft
-// (TCP transport, raft-boltdb/v2 log and stable store in DataDir/raft.db,
-// file snapshots retaining 2) around an *fsm.FSM, memberlist discovery,
-// bootstrap, membership reconciliation, write forwarding and read leases.
+// (raft-boltdb/v2 log and stable store in DataDir/raft.db, file snapshots
+// retaining 2) around an *fsm.FSM, memberlist discovery, bootstrap,
+// membership reconciliation, write forwarding and read leases.
+//
+// # The internal port
+//
+// Everything nodes say to each other, except gossip, crosses one TCP port,
+// RaftAddr (mux.go): Raft's own NetworkTransport and a small binary RPC
+// (rpc.go: forwarded writes, lease reports, leave, sign-in hand-off, a
+// ping), told apart by a first byte read only after a TLS 1.3 handshake in
+// which both sides presented certificates chaining to the cluster's CA
+// (pki.go). That CA is derived from the cluster key, or supplied by the
+// operator. Nobody without the key (or a certificate of the operator's CA)
+// can send a single byte to Raft or the RPC service, and TLS makes every
+// record unforgeable and unreplayable, so the calls need no signatures,
+// timestamps or nonces of their own. The leader adds a gossiping member to
+// the Raft configuration only after a ping over its internal port
+// succeeded, so a node that has the gossip key but no trusted certificate
+// never becomes a voter nobody can reach. docs/SECURITY.md has the threat
+// model.
 //
 // # Single node
 //
 // With BootstrapExpect 1, no Join and no Raft state, New bootstraps a
-// one-server configuration. No cluster key means no gossip and an internal
-// API that refuses everything. The leader commits a Noop command when it
+// one-server configuration. No cluster key means no gossip and no internal
+// port at all: Raft runs on an in-memory transport, which is all a
+// one-server configuration needs, so a dev node has no cluster attack
+// surface. The leader commits a Noop command when it
 // takes office (the barrier: afterwards its FSM holds every earlier
 // committed entry) and proposes fsm.Purge every PurgeInterval. Snapshots
 // follow SnapshotThreshold (also TrailingLogs); restart restores the latest
@@ -31,18 +50,15 @@
 // DeadServerGrace is removed only if the alive voters remain a quorum of
 // the smaller configuration. memberlist's leave event does not say "left"
 // versus "dead", so Leave first gossips left=true in its metadata, then
-// leaves gossip, then asks the leader (/internal/leave) to remove it; the
+// leaves gossip, then asks the leader (the leave RPC) to remove it; the
 // leader also keeps a 30 s tombstone so it does not re-add the node.
 //
-// Any node accepts writes. A follower POSTs the encoded command (hashes
-// only) to the leader's /internal/apply, found through the leader id Raft
-// reports and the HTTP address that node gossips. Internal requests carry
-// an HMAC-SHA256 over endpoint, timestamp and body keyed by the cluster key
-// (one-minute replay window); answers carry an HMAC bound to the request,
-// compared in constant time. A forward is retried (following leader
-// changes) only when nothing can have been proposed: connection refused or
-// "not the leader" (421). Every failure that means "later" is an
-// *UnavailableError with RetryAfter; Apply gives up after 5 s.
+// Any node accepts writes. A follower sends the encoded command (hashes
+// only) to the leader's internal port as an apply RPC, at the address Raft
+// reports for the leader. A forward is retried (following leader changes)
+// only when nothing can have been proposed: no connection could be made,
+// or the peer answered "not the leader". Every failure that means "later"
+// is an *UnavailableError with RetryAfter; Apply gives up after 5 s.
 //
 // # Consistency: read leases and a visibility barrier
 //
@@ -51,7 +67,7 @@
 // hashicorp/raft alone does not give this (followers apply later), so:
 //
 //  1. A follower may serve reads only while it holds a read lease. Its
-//     lease loop POSTs /internal/lease {id, applied, term} to the leader
+//     lease loop sends a lease RPC {id, applied, term} to the leader
 //     after every apply batch and every 50 ms. The leader records the
 //     reported applied index and grants a lease (1 s) only if the node has
 //     applied at least the floor: the highest index acknowledged so far
