@@ -150,6 +150,13 @@ type testCluster struct {
 
 func newTestCluster(t *testing.T, n int) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, n, nil)
+}
+
+// newTestClusterWith starts a cluster like newTestCluster, with extra
+// arguments for each node when extra is not nil.
+func newTestClusterWith(t *testing.T, n int, extra func(p *proc) []string) *testCluster {
+	t.Helper()
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
 	c := &testCluster{t: t, key: base64.StdEncoding.EncodeToString(raw), admin: testAdminToken}
@@ -165,6 +172,9 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 		}
 		p.args = []string{"--bootstrap-expect", fmt.Sprint(n), "--cluster-key", c.key,
 			"--admin-token", c.admin, "--join", strings.Join(join, ",")}
+		if extra != nil {
+			p.args = append(p.args, extra(p)...)
+		}
 	}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
