@@ -339,9 +339,9 @@ func TestForgerRefusedClusterKey(t *testing.T) {
 func TestForgerRefusedOperatorPKI(t *testing.T) {
 	dir := t.TempDir()
 	pki := newTestPKI(t, dir)
-	c := newTestClusterWith(t, 3, func(p *proc) []string {
+	c := newTestClusterWith(t, 3, func(p *proc, base []string) []string {
 		cert, key := pki.issue(t, p.id)
-		return []string{"--internal-tls-cert", cert, "--internal-tls-key", key, "--internal-tls-ca", pki.caFile}
+		return append(base, "--internal-tls-cert", cert, "--internal-tls-key", key, "--internal-tls-ca", pki.caFile)
 	})
 	attackCluster(t, c)
 

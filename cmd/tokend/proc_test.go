@@ -153,9 +153,9 @@ func newTestCluster(t *testing.T, n int) *testCluster {
 	return newTestClusterWith(t, n, nil)
 }
 
-// newTestClusterWith starts a cluster like newTestCluster, with extra
-// arguments for each node when extra is not nil.
-func newTestClusterWith(t *testing.T, n int, extra func(p *proc) []string) *testCluster {
+// newTestClusterWith starts a cluster like newTestCluster; args, when not
+// nil, turns each node's default arguments into the ones it runs with.
+func newTestClusterWith(t *testing.T, n int, args func(p *proc, base []string) []string) *testCluster {
 	t.Helper()
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
@@ -172,8 +172,8 @@ func newTestClusterWith(t *testing.T, n int, extra func(p *proc) []string) *test
 		}
 		p.args = []string{"--bootstrap-expect", fmt.Sprint(n), "--cluster-key", c.key,
 			"--admin-token", c.admin, "--join", strings.Join(join, ",")}
-		if extra != nil {
-			p.args = append(p.args, extra(p)...)
+		if args != nil {
+			p.args = args(p, p.args)
 		}
 	}
 	t.Cleanup(func() {

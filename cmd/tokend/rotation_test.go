@@ -1,0 +1,128 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestClusterKeyRotation follows docs/SECURITY.md's rolling procedure on a
+// three-node cluster that reads its key from files: add the new key as an
+// accepted key everywhere, make it primary everywhere, retire the old one,
+// restarting one node at a time. Between any two restarts the cluster
+// keeps all three voters and serves writes through every node, tokens
+// issued before the rotation stay valid, and at the end a node that only
+// knows the old key cannot join.
+func TestClusterKeyRotation(t *testing.T) {
+	oldKey, newKey := randomKey(t), randomKey(t)
+	dir := t.TempDir()
+	keyFile := func(p *proc) string { return filepath.Join(dir, p.id+".keys") }
+	writeKeys := func(p *proc, keys ...string) {
+		body := "# cluster keys, primary first\n" + strings.Join(keys, "\n") + "\n"
+		if err := os.WriteFile(keyFile(p), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newTestClusterWith(t, 3, func(p *proc, base []string) []string {
+		writeKeys(p, oldKey)
+		return withKeyFile(base, keyFile(p))
+	})
+	id, secret := c.createClient(c.procs[0])
+	before, _, err := issue(c.procs[1], id, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	healthy := func(when string) {
+		t.Helper()
+		eventually(t, when+": three voters, all alive, on every node", func() error {
+			for _, p := range c.procs {
+				s, err := getStatus(p)
+				if err != nil {
+					return err
+				}
+				alive := 0
+				for _, m := range s.Members {
+					if m.Suffrage == "Voter" && m.Status == "alive" {
+						alive++
+					}
+				}
+				if alive != 3 || s.LeaderID == "" {
+					return fmt.Errorf("%s sees %d live voters, leader %q", p.id, alive, s.LeaderID)
+				}
+			}
+			return nil
+		})
+		for _, p := range c.procs {
+			tok, _, err := issue(p, id, secret)
+			if err != nil {
+				t.Fatalf("%s: write through %s: %v", when, p.id, err)
+			}
+			for _, q := range c.procs {
+				for _, tk := range []string{tok, before} {
+					if code, err := validate(q, tk); err != nil || code != http.StatusOK {
+						t.Fatalf("%s: token on %s: %d %v", when, q.id, code, err)
+					}
+				}
+			}
+		}
+	}
+	phases := []struct {
+		name string
+		keys []string
+	}{
+		{"add the new key", []string{oldKey, newKey}},
+		{"make it primary", []string{newKey, oldKey}},
+		{"retire the old key", []string{newKey}},
+	}
+	for _, ph := range phases {
+		for _, p := range c.procs {
+			writeKeys(p, ph.keys...)
+			p.terminate(t)
+			p.start(t)
+			c.waitReady(p)
+			healthy(ph.name + ", " + p.id + " restarted")
+		}
+	}
+
+	// The old key no longer opens anything: gossip drops its packets and
+	// the internal port refuses its certificate.
+	stale := c.newProc("stale")
+	stale.args = []string{"--cluster-key", oldKey, "--admin-token", c.admin, "--join", c.procs[0].gossipAddr}
+	stale.start(t)
+	t.Cleanup(func() { stale.kill(t) })
+	eventually(t, "the stale node reports its failed join", func() error {
+		if s, err := getStatus(stale); err != nil || s.JoinError == "" {
+			return errors.New("no join error yet")
+		}
+		return nil
+	})
+	healthy("after a stale node tried to join")
+}
+
+func randomKey(t *testing.T) string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// withKeyFile swaps --cluster-key VALUE in args for --cluster-key-file.
+func withKeyFile(args []string, file string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		if args[i] == "--cluster-key" {
+			i++
+			continue
+		}
+		out = append(out, args[i])
+	}
+	return append(out, "--cluster-key-file", file)
+}
