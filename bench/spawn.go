@@ -143,10 +143,13 @@ func spawnCluster(ctx context.Context, path string, n int, log io.Writer) (*loca
 			"--http-addr", nd.HTTPAddr,
 			"--raft-addr", nd.RaftAddr,
 			"--gossip-addr", nd.GossipAddr,
-			"--admin-token", c.AdminToken,
 		}
+		// Secrets travel in the environment, which only the same user can
+		// read, never on the command line, which every local user can.
+		env := append(spawnEnv(), "TOKEND_ADMIN_TOKEN="+c.AdminToken)
 		if n > 1 {
-			args = append(args, "--bootstrap-expect", strconv.Itoa(n), "--cluster-key", clusterKey)
+			env = append(env, "TOKEND_CLUSTER_KEY="+clusterKey)
+			args = append(args, "--bootstrap-expect", strconv.Itoa(n))
 			if i > 0 {
 				args = append(args, "--join", c.Nodes[0].GossipAddr)
 			}
@@ -157,6 +160,7 @@ func spawnCluster(ctx context.Context, path string, n int, log io.Writer) (*loca
 			return nil, err
 		}
 		nd.cmd = exec.Command(path, args...)
+		nd.cmd.Env = env
 		nd.cmd.Stdout = logf
 		nd.cmd.Stderr = logf
 		nd.cmd.SysProcAttr = childSysProcAttr()
@@ -237,4 +241,17 @@ func (c *localCluster) Stop() {
 		wg.Wait()
 		_ = os.RemoveAll(c.Dir)
 	})
+}
+
+// spawnEnv is this process's environment without the TOKEND_* variables
+// tokend reads: a spawned node is configured by the bench alone, not by
+// whatever the operator's shell exports.
+func spawnEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "TOKEND_") || strings.HasPrefix(kv, "TOKEND_BENCH_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }

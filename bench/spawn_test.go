@@ -43,13 +43,14 @@ func fakeTokendMain(args []string) int {
 	httpAddr := fs.String("http-addr", "", "")
 	fs.String("raft-addr", "", "")
 	fs.String("gossip-addr", "", "")
-	admin := fs.String("admin-token", "", "")
 	fs.Int("bootstrap-expect", 1, "")
-	fs.String("cluster-key", "", "")
 	fs.String("join", "", "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
+	// Secrets come in the environment, as TOKEND_* twins of the flags.
+	admin := os.Getenv("TOKEND_ADMIN_TOKEN")
+	args = append(args, "--admin-token", admin, "--cluster-key", os.Getenv("TOKEND_CLUSTER_KEY"))
 	if os.Getenv("TOKEND_BENCH_FAKE_MODE") == "exit" {
 		fmt.Fprintln(os.Stderr, "fake tokend: boom, cannot start")
 		return 1
@@ -68,7 +69,7 @@ func fakeTokendMain(args []string) int {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
-	go func() { _ = http.Serve(ln, &fakeNode{s: newFakeStore(*admin)}) }()
+	go func() { _ = http.Serve(ln, &fakeNode{s: newFakeStore(admin)}) }()
 	<-sig
 	return 0
 }
@@ -124,6 +125,9 @@ func TestSpawnClusterFlagsAndStop(t *testing.T) {
 		}
 		if key, err := base64.StdEncoding.DecodeString(a["--cluster-key"]); err != nil || len(key) != 32 {
 			t.Fatalf("cluster key %q", a["--cluster-key"])
+		}
+		if argv := strings.Join(nd.cmd.Args, " "); strings.Contains(argv, c.AdminToken) || strings.Contains(argv, a["--cluster-key"]) {
+			t.Fatalf("%s: a secret is on the command line: %v", nd.ID, nd.cmd.Args)
 		}
 		if !strings.HasPrefix(a["--data-dir"], c.Dir) {
 			t.Fatalf("data dir %q outside the temp dir %q", a["--data-dir"], c.Dir)

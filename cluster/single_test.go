@@ -98,10 +98,12 @@ func TestSingleNodeRestart(t *testing.T) {
 		t.Fatalf("live tokens %d, want %d", cfg.FSM.LiveTokens(), len(live))
 	}
 
-	// Without a cluster key there is no internal port at all.
-	if c, err := net.DialTimeout("tcp", cfg.RaftAddr, 5*time.Second); err == nil {
-		c.Close()
-		t.Fatalf("a node without a cluster key listens on %s", cfg.RaftAddr)
+	// Without a cluster key there is no internal port and no gossip.
+	for _, addr := range []string{cfg.RaftAddr, cfg.GossipAddr} {
+		if c, err := net.DialTimeout("tcp", addr, 5*time.Second); err == nil {
+			c.Close()
+			t.Fatalf("a node without a cluster key listens on %s", addr)
+		}
 	}
 
 	// After shutdown, Apply fails fast with a retryable error.
