@@ -190,7 +190,7 @@ func TestForgerControl(t *testing.T) {
 // appliedFSM feeds committed commands to an fsm.FSM.
 type appliedFSM struct{ f *fsm.FSM }
 
-func (a appliedFSM) Apply(l *raft.Log) any                { return a.f.Apply(l.Index, l.Data) }
+func (a appliedFSM) Apply(l *raft.Log) any             { return a.f.Apply(l.Index, l.Data) }
 func (appliedFSM) Snapshot() (raft.FSMSnapshot, error) { return nil, errors.New("no snapshots") }
 func (appliedFSM) Restore(io.ReadCloser) error         { return errors.New("no snapshots") }
 
