@@ -240,15 +240,19 @@ func (c *rpcClient) call(ctx context.Context, addr string, op byte, payload []by
 		}
 		return readFrame(rc.r)
 	}()
-	if !stop() || err != nil {
+	stopped := stop()
+	if err != nil {
 		rc.Close()
-		if err == nil {
-			err = ctx.Err()
-		}
 		return nil, false, err
 	}
-	rc.SetDeadline(time.Time{})
-	c.put(addr, rc)
+	if stopped {
+		rc.SetDeadline(time.Time{})
+		c.put(addr, rc)
+	} else {
+		// The caller gave up just as the answer arrived: the answer
+		// stands, but the connection's deadline has been spoiled.
+		rc.Close()
+	}
 	if status != stOK {
 		return nil, status == stNotLeader, &rpcError{status: status, msg: string(answer)}
 	}
