@@ -34,7 +34,8 @@ func (n *Node) HandOff(ctx context.Context, id string, r *http.Request) (*http.R
 	if n.rpc == nil {
 		return nil, errors.New("cluster: no internal port (single node without a cluster key)")
 	}
-	addr := n.raftAddrOf(id)
+	meta, _ := n.memberMeta(id)
+	addr := meta.Raft
 	if addr == "" {
 		return nil, fmt.Errorf("cluster: no internal address known for node %q", id)
 	}
@@ -107,17 +108,4 @@ func (b *bufferedResponse) Write(p []byte) (int, error) {
 		return 0, errors.New("hand-off answer too large")
 	}
 	return b.body.Write(p)
-}
-
-// raftAddrOf is the internal address a member gossips, or "".
-func (n *Node) raftAddrOf(id string) string {
-	if id == n.cfg.NodeID {
-		return n.cfg.RaftAddr
-	}
-	n.peersMu.Lock()
-	defer n.peersMu.Unlock()
-	if p := n.peers[id]; p != nil {
-		return p.meta.Raft
-	}
-	return ""
 }

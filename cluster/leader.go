@@ -383,16 +383,18 @@ func (n *Node) leaderAddr() string {
 	return string(addr)
 }
 
-func (n *Node) httpAddrOf(id string) string {
+// memberMeta is what member id gossips about itself (this node's own
+// metadata for its own id); false when gossip has not heard of it.
+func (n *Node) memberMeta(id string) (nodeMeta, bool) {
 	if id == n.cfg.NodeID {
-		return n.cfg.HTTPAddr
+		return n.localMeta(), true
 	}
 	n.peersMu.Lock()
 	defer n.peersMu.Unlock()
 	if p := n.peers[id]; p != nil {
-		return p.meta.HTTP
+		return p.meta, true
 	}
-	return ""
+	return nodeMeta{}, false
 }
 
 // ReadReady returns nil when this node may answer validations from local

@@ -441,7 +441,8 @@ func (n *Node) Status() Status {
 	_, lid := n.raft.LeaderWithID()
 	s.LeaderID = string(lid)
 	if lid != "" {
-		s.LeaderHTTPAddr = n.httpAddrOf(string(lid))
+		meta, _ := n.memberMeta(string(lid))
+		s.LeaderHTTPAddr = meta.HTTP
 	}
 	byID := map[string]*Member{}
 	get := func(id string) *Member {

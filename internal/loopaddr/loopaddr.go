@@ -20,14 +20,31 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 )
 
+// handedOut remembers every port Free returned in this process. A caller
+// binds its port later, so a port that is still free may already be
+// promised to another caller (three nodes of one test cluster ask for
+// nine ports before any binds); this is process-wide by nature, like the
+// ports themselves.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
 // Free returns "127.0.0.1:port" with a port that was free for TCP and UDP
-// a moment ago.
+// a moment ago and that Free has not returned before in this process.
 func Free() (string, error) {
 	lo, hi := portRange()
+	handedOut.Lock()
+	defer handedOut.Unlock()
 	for range 200 {
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(lo+rand.IntN(hi-lo)))
+		port := lo + rand.IntN(hi-lo)
+		if handedOut.ports[port] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			continue
@@ -38,6 +55,7 @@ func Free() (string, error) {
 			continue
 		}
 		u.Close()
+		handedOut.ports[port] = true
 		return addr, nil
 	}
 	return "", errors.New("loopaddr: no free loopback port found")
