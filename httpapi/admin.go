@@ -131,9 +131,8 @@ func (req *clientRequest) validate() (fsm.Client, error) {
 		}
 	}
 	for _, u := range req.RedirectURIs {
-		p, err := url.Parse(u)
-		if err != nil || !p.IsAbs() || p.Fragment != "" || p.Host == "" {
-			return c, invalidRequest("redirect URI must be absolute with a host and no fragment: " + u)
+		if err := checkRedirectURI(u); err != nil { // redirect.go
+			return c, err
 		}
 	}
 	c.RedirectURIs = req.RedirectURIs
