@@ -37,7 +37,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	var params url.Values
 	if r.Method == http.MethodPost {
-		f, err := parseForm(w, r)
+		f, err := readForm(w, r)
 		if err != nil {
 			s.errorPage(w, r, http.StatusBadRequest, "Invalid request", describe(err))
 			return
@@ -49,6 +49,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	prefix := strings.TrimSuffix(r.URL.Path, "/authorize")
 
 	// 1. Client and redirect URI: failures are pages, never redirects.
+	if e := checkFieldLimits(params, "client_id", "redirect_uri"); e != nil {
+		s.errorPage(w, r, http.StatusBadRequest, "Invalid request", e.Description+".")
+		return
+	}
 	clientID, ok := single(params, "client_id")
 	if !ok || clientID == "" {
 		s.errorPage(w, r, http.StatusBadRequest, "Unknown application",
@@ -85,6 +89,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		req.state = st
 	} else {
 		s.redirectError(w, r, req, "invalid_request", "state is repeated or longer than "+strconv.Itoa(maxStateLen)+" bytes")
+		return
+	}
+	if e := checkFieldLimits(params); e != nil {
+		s.redirectError(w, r, req, e.Code, e.Description)
 		return
 	}
 	if e := s.checkAuthRequest(params, c, &req); e != nil {
