@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 )
 
@@ -17,13 +18,14 @@ func newFlagSet(name string, w io.Writer) *flag.FlagSet {
 
 // parseWithEnv parses args, then fills every flag not given on the command
 // line from TOKEND_<FLAG_IN_UPPER_SNAKE>, so flags win over the
-// environment.
+// environment. The flags named in argvOnly are read from the command line
+// alone.
 //
 // Flags may follow positional arguments (tokend client get ID --addr URL):
 // the standard flag package stops at the first positional, so parsing
 // resumes after each one, and fs.Args() ends up holding just the
 // positionals.
-func parseWithEnv(fs *flag.FlagSet, args []string) error {
+func parseWithEnv(fs *flag.FlagSet, args []string, argvOnly ...string) error {
 	var positional []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -49,7 +51,7 @@ func parseWithEnv(fs *flag.FlagSet, args []string) error {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
+		if set[f.Name] || err != nil || slices.Contains(argvOnly, f.Name) {
 			return
 		}
 		key := envName(f.Name)

@@ -67,10 +67,7 @@ func TestDevCurlLines(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatal("curl is required (CI installs it)")
 	}
-	p := &proc{id: "dev", dir: t.TempDir(), httpAddr: freePort(t), raftAddr: freePort(t), gossipAddr: freePort(t),
-		args: []string{"--dev"}}
-	p.start(t)
-	t.Cleanup(func() { p.terminate(t) })
+	p := startRaw(t, "dev", []string{"TMPDIR=" + t.TempDir()}, devArgs(t)...)
 	var block string
 	eventually(t, "dev banner", func() error {
 		out := p.out.String()
@@ -179,10 +176,12 @@ func TestAdminTokenRules(t *testing.T) {
 }
 
 func TestDevAdminTokenIsLongEnough(t *testing.T) {
-	c := &serveConfig{dataDir: t.TempDir()}
+	t.Setenv("TMPDIR", t.TempDir())
+	c := &serveConfig{}
 	if err := c.devDefaults(); err != nil {
 		t.Fatal(err)
 	}
+	defer c.devCleanup()
 	if len(c.adminToken) < minAdminToken {
 		t.Fatalf("dev admin token %q is %d bytes", c.adminToken, len(c.adminToken))
 	}

@@ -97,14 +97,19 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.issuer, "issuer", "", "iss in metadata and introspection (default http(s)://<http-addr>)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (HTTPS when both cert and key are set)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
-	fs.BoolVar(&c.dev, "dev", false, "single dev node: temporary data, seeds a demo client and user, prints curl lines")
+	fs.BoolVar(&c.dev, "dev", false, "single dev node on loopback: a fresh temporary data dir, seeds a demo client and user, prints curl lines (command line only: TOKEND_DEV is not read)")
 	fs.BoolVar(&c.leaveOnTerminate, "leave-on-terminate", false, "leave the cluster gracefully on SIGINT/SIGTERM")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
-	if err := parseWithEnv(fs, args); err != nil {
+	// --dev has no environment twin: an exported TOKEND_DEV must not
+	// turn a node into one with a known password (checkDevEnv).
+	if err := parseWithEnv(fs, args, "dev"); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
+	}
+	if err := c.checkDevEnv(); err != nil {
+		return nil, err
 	}
 	return c, c.check()
 }
@@ -118,6 +123,9 @@ func (c *serveConfig) check() error {
 	}
 	if c.dev && (c.bootstrapExpect > 1 || len(c.join) > 0) {
 		return errors.New("--dev runs a single node; drop --bootstrap-expect/--join")
+	}
+	if err := c.checkDev(); err != nil {
+		return err
 	}
 	if c.clusterKey != "" && c.clusterKeyFile != "" {
 		return errors.New("give one of --cluster-key and --cluster-key-file, not both")
@@ -295,6 +303,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if c.dataDir == "" {
 		c.dataDir = filepath.Join("data", c.nodeID)
+	}
+	if !c.dev {
+		if err := refuseDevData(c.dataDir); err != nil {
+			return err
+		}
 	}
 	scheme := "http"
 	if c.tlsCert != "" {
