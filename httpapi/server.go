@@ -129,7 +129,6 @@ func New(cfg Config) (*Server, error) {
 		rep:       cfg.Replicator,
 		log:       cfg.Logger,
 		now:       cfg.Now,
-		limiter:   newLoginLimiter(cfg.Now),
 		dummyHash: HashPassword("tokend-timing-equaliser"),
 
 		adminThrottle: newAdminThrottle(cfg.Now, adminThrottleMaxKeys),
@@ -138,6 +137,9 @@ func New(cfg Config) (*Server, error) {
 	var err error
 	if s.metrics, err = newMetrics(cfg.Registry, cfg.FSM); err != nil {
 		return nil, fmt.Errorf("httpapi: metrics: %w", err)
+	}
+	if s.limiter, err = newLoginLimiter(cfg.Now, cfg.Registry); err != nil {
+		return nil, fmt.Errorf("httpapi: login limiter metrics: %w", err)
 	}
 	if s.pages, err = newPages(); err != nil {
 		return nil, fmt.Errorf("httpapi: pages: %w", err)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/hex"
 	"net/http"
 	"strings"
 	"time"
@@ -155,12 +156,20 @@ func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, f form, c
 }
 
 // checkUser verifies a resource owner's password behind the brute-force
-// limiter, which is keyed by user and by client address.
+// limiter (limiter.go), which is keyed by user and by client address. The
+// login page and the password grant both sign in through here, so they
+// share one policy and one count.
 func (s *Server) checkUser(r *http.Request, tenant, username, password string) error {
-	keys := []string{"u:" + tenant + "/" + username, "a:" + clientAddr(r)}
-	if wait := s.limiter.blocked(keys...); wait > 0 {
+	addr := clientAddr(r)
+	uk, ak := userKey(tenant, username), addrKey(addr)
+	if wait, kind := s.limiter.blocked(uk, ak); wait > 0 {
+		s.limiter.throttled.WithLabelValues(string(kind)).Inc()
+		desc := "too many failed sign-ins for this user; retry later"
+		if kind == limitAddr {
+			desc = "too many failed sign-ins from this address; retry later"
+		}
 		return &oauthError{Status: http.StatusTooManyRequests, Code: "temporarily_unavailable",
-			Description: "too many failed attempts; retry later", retry: wait}
+			Description: desc, retry: wait}
 	}
 	hash := s.dummyHash
 	u, known := s.fsm.User(tenant, username)
@@ -169,11 +178,31 @@ func (s *Server) checkUser(r *http.Request, tenant, username, password string) e
 	}
 	ok, err := checkPassword(hash, password)
 	if err != nil || !ok || !known {
-		s.limiter.fail(keys...)
+		for _, lo := range s.limiter.fail(uk, ak) {
+			s.logLockout(r, lo, tenant, uk, addr)
+		}
 		return errorf(http.StatusBadRequest, "invalid_grant", "invalid username or password")
 	}
-	s.limiter.succeed(keys[0])
+	s.limiter.succeed(uk)
 	return nil
+}
+
+// logLockout counts and logs a lock-out so that operators see an attack:
+// the address, and for a user the tenant and the first 8 bytes of the
+// user's limiter key (hex of SHA-256(tenant NUL username)), never the
+// username or anything typed as a password.
+func (s *Server) logLockout(r *http.Request, lo lockout, tenant string, user limitKey, addr string) {
+	s.limiter.lockouts.WithLabelValues(string(lo.kind)).Inc()
+	switch lo.kind {
+	case limitUser:
+		s.log.WarnContext(r.Context(), "sign-in lock-out: too many failed passwords for one user",
+			"kind", string(lo.kind), "tenant", tenant, "user_key", hex.EncodeToString(user[:8]),
+			"failures", lo.failures, "locked_for", lo.wait.String(), "remote_addr", addr)
+	default:
+		s.log.WarnContext(r.Context(), "sign-in lock-out: too many failed passwords from one address",
+			"kind", string(lo.kind), "remote_addr", addr, "budget", lo.failures,
+			"window", s.limiter.addrWindow.String(), "locked_for", lo.wait.String())
+	}
 }
 
 func (s *Server) clientCredentialsGrant(w http.ResponseWriter, r *http.Request, f form, c *fsm.Client) error {

@@ -28,7 +28,7 @@ func TestPasswordGrantLimiter(t *testing.T) {
 		s.ServeHTTP(rec, req)
 		return rec
 	}
-	for i := 0; i < freeFailures; i++ {
+	for i := 0; i < userFreeFailures; i++ {
 		if rec := try("wrong"); rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), `"invalid_grant"`) {
 			t.Fatalf("failure %d: %d %s", i, rec.Code, rec.Body)
 		}
@@ -37,10 +37,10 @@ func TestPasswordGrantLimiter(t *testing.T) {
 	var body map[string]string
 	_ = json.Unmarshal(rec.Body.Bytes(), &body)
 	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" || body["error"] != "temporarily_unavailable" {
-		t.Fatalf("after %d failures: %d Retry-After=%q %s", freeFailures, rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+		t.Fatalf("after %d failures: %d Retry-After=%q %s", userFreeFailures, rec.Code, rec.Header().Get("Retry-After"), rec.Body)
 	}
 	clock := s.now()
-	s.limiter.now = func() time.Time { return clock.Add(maxLockout) }
+	s.limiter.now = func() time.Time { return clock.Add(userMaxBackoff) }
 	if rec := try("right"); rec.Code != http.StatusOK {
 		t.Fatalf("after the lockout: %d %s", rec.Code, rec.Body)
 	}
