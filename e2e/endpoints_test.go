@@ -376,17 +376,14 @@ func TestEndpoints(t *testing.T) {
 		if t2.RefreshToken == t1.RefreshToken || t2.RefreshToken == "" {
 			t.Fatal("refresh token not rotated")
 		}
-		// Retry of the rotated token within grace: a fresh pair, the
-		// unused successor (t2) revoked, the grant alive.
+		// Retry of the rotated token within grace (a lost response): a
+		// fresh pair, the unused successor (t2) superseded, the grant alive.
 		t3 := ok(refresh(t1.RefreshToken))
 		if t3.AccessToken == t2.AccessToken || t3.RefreshToken == t2.RefreshToken {
 			t.Fatal("grace retry returned the same pair")
 		}
 		if n.valid(t, t2.AccessToken) || n.active(t, svc, t2.RefreshToken) {
 			t.Error("unused successor still valid after a grace retry")
-		}
-		if r := refresh(t2.RefreshToken); r.Status != 400 || r.errCode(t) != "invalid_grant" {
-			t.Errorf("dropped successor refresh: %d %s", r.Status, r.Body)
 		}
 		if !n.valid(t, t3.AccessToken) {
 			t.Fatal("grant died on a grace retry")
@@ -401,6 +398,19 @@ func TestEndpoints(t *testing.T) {
 		}
 		if n.valid(t, t4.AccessToken) || n.active(t, svc, t4.RefreshToken) {
 			t.Error("reuse outside the grace window left the grant alive")
+		}
+		// The successor a grace retry superseded is reuse as well: had the
+		// retry been a thief's, the client coming back with it must end
+		// the grant (TestRefreshGraceReplayByThiefRevokesGrant).
+		u1 := n.passwordGrant(t, web, "", "alice", "alice-pw-1")
+		seen.add(u1.AccessToken, u1.RefreshToken)
+		u2 := ok(refresh(u1.RefreshToken))
+		u3 := ok(refresh(u1.RefreshToken))
+		if r := refresh(u2.RefreshToken); r.Status != 400 || r.errCode(t) != "invalid_grant" {
+			t.Errorf("superseded successor refresh: %d %s", r.Status, r.Body)
+		}
+		if n.valid(t, u3.AccessToken) || n.active(t, svc, u3.RefreshToken) {
+			t.Error("presenting a superseded successor left the grant alive")
 		}
 	})
 

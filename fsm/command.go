@@ -70,10 +70,12 @@ type RedeemCode struct {
 }
 
 // RotateRefresh trades a refresh token for a new access and refresh token.
-// Presenting a rotated-out token revokes the grant (RFC 9700 §4.14), except
-// that the most recently rotated-out token may be presented again within
-// Grace nanoseconds: the client probably lost the response, so its unused
-// successor is revoked and a fresh pair issued.
+// Presenting a superseded token revokes the grant (RFC 9700 §4.14.2),
+// except that the most recently rotated-out token may be presented again
+// within Grace nanoseconds of its rotation while its successor is unused:
+// the client probably lost the response, so a fresh pair is issued, the
+// successor's access token is dropped and the successor itself becomes
+// superseded (presenting it later revokes the grant). See the package doc.
 type RotateRefresh struct {
 	Old             Hash
 	ClientID        string

@@ -23,6 +23,44 @@
 //     access tokens and refresh token chain. Revoking any token revokes the
 //     grant, which removes all its tokens at once.
 //
+// # Refresh rotation, reuse and the grace window
+//
+// Every refresh trades the presented refresh token for a new pair; the old
+// token is superseded, not forgotten. Presenting a superseded token means
+// two parties hold one chain (RFC 9700 §4.14.2), and the server cannot tell
+// which is the legitimate client, so it revokes the whole grant: every
+// access and refresh token it issued.
+//
+// The grace window (RotateRefresh.Grace, --refresh-grace) exists for one
+// case only: a lost response. The client presented r0, the server rotated it
+// to r1, and the response carrying r1 never arrived, so the client retries
+// with r0. Within the window, while r1 has never been used, that retry gets
+// a fresh pair r1'; the access token issued with r1 is dropped and r1
+// becomes an orphan, superseded like any other. The window never allows:
+//
+//   - two parties both refreshing: presenting r1 after the retry replaced
+//     it is reuse, so if the "retry" was a thief replaying a copied r0, the
+//     client coming back with r1 revokes the grant and the thief's r1' dies
+//     with it;
+//   - a superseded token outside the window, or any but the most recently
+//     rotated-out one (r0 after r1 was used to refresh);
+//   - a retry after the successor was used: once r1 has been rotated, r0 is
+//     no longer the most recent, so presenting it is reuse;
+//   - unbounded retries: a grant holds at most maxOrphans (8) unexpired
+//     orphans, and a retry that would make one more is reuse.
+//
+// A client that sends two refreshes with the same token at once looks to
+// the server exactly like a client and a thief: whichever response it keeps
+// last decides, and if that is the orphan, using it revokes the grant.
+//
+// Superseded refresh tokens stay in the index (state rotated or orphaned,
+// pointing at their grant) until they expire, so presenting one finds its
+// grant. The grant lists them (spent, ordered by issue time and key so a
+// restored replica rebuilds the same lists from the records); it keeps at
+// most maxRetired (32) tokens rotated out by their own use, forgetting the
+// oldest first (presenting a forgotten one finds nothing and issues
+// nothing, it just no longer revokes). Orphans are never forgotten early.
+//
 // Reads are the hot path. Tokens live in 256 shards keyed by the first byte
 // of their hash, each a map of small value records behind its own RWMutex,
 // so a lookup takes one uncontended read lock and allocates nothing. Strings

@@ -285,6 +285,22 @@ func (f *FSM) redeemCode(c *RedeemCode) Result {
 	return res
 }
 
+// What a grant keeps for reuse detection is bounded.
+const (
+	// maxRetired is how many refresh tokens rotated out by their own use a
+	// grant keeps in the index; beyond that the oldest is forgotten, and
+	// presenting it then finds nothing (it issues nothing, but no longer
+	// revokes). A chain refreshed once per access-token lifetime holds
+	// far fewer within a refresh-token lifetime.
+	maxRetired = 32
+	// maxOrphans is how many unexpired orphans (successors a grace retry
+	// superseded before they were used) a grant may hold. Orphans are
+	// never forgotten before they expire, because one may be in the
+	// legitimate client's hands and presenting it is how a takeover is
+	// caught; a grace retry that would make one more is reuse instead.
+	maxOrphans = 8
+)
+
 func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 	r, ok := f.live(c.Old, KindRefresh, c.Now)
 	if !ok || c.Access.Hash.IsZero() || c.Refresh.Hash.IsZero() {
@@ -298,8 +314,8 @@ func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 	// token must cost the grant whatever scope it asks for.
 	old := g.rot.Load()
 	retry := false
-	if r.state == stateRotated {
-		if old == nil || keyOf(c.Old) != old.prev || c.Now-old.rotatedAt > c.Grace {
+	if r.state != stateActive {
+		if !graceRetry(g, old, c, r) {
 			f.revokeGrant(g)
 			return Result{Outcome: Reused, GrantID: g.id}
 		}
@@ -316,17 +332,28 @@ func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 		return Result{Outcome: Exists}
 	}
 	next := &rotation{cur: keyOf(c.Refresh.Hash), curAccess: keyOf(c.Access.Hash), prev: keyOf(c.Old), rotatedAt: c.Now}
+	if g.spent == nil {
+		g.spent = &spent{}
+	}
 	if retry {
 		// A retry within the grace window: the successor was never used
-		// (it would have become prev otherwise), so drop it and the access
-		// token issued with it. The window keeps counting from the first
-		// rotation.
-		f.dropToken(g, old.cur)
+		// (it would have become prev otherwise), so the response carrying
+		// it was presumably lost. It is superseded, not forgotten: if it
+		// was not lost but is in a second party's hands, presenting it is
+		// reuse and revokes the grant. The access token issued with it is
+		// dropped. The window keeps counting from the first rotation.
+		if cr, ok := f.tokens.get(old.cur); ok && cr.grant == g && cr.state == stateActive {
+			cr.state = stateOrphaned
+			f.tokens.put(old.cur, cr)
+			g.spent.orphans = insertSpent(g.spent.orphans, spentKey{old.cur, cr.issuedAt, cr.expiresAt})
+		}
 		f.dropToken(g, old.curAccess)
 		next.rotatedAt = old.rotatedAt
 	} else {
 		r.state = stateRotated
-		f.tokens.put(keyOf(c.Old), r)
+		f.tokens.put(next.prev, r)
+		g.spent.retired = insertSpent(g.spent.retired, spentKey{next.prev, r.issuedAt, r.expiresAt})
+		f.evictRetired(g, next.prev)
 	}
 	g.rot.Store(next)
 	f.addToken(g, c.Access, KindAccess, scope, c.Now)
@@ -334,11 +361,51 @@ func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 	return Result{GrantID: g.id, IssuedCount: f.countIssue(g, c.Now)}
 }
 
-// dropToken removes one token of g from the index.
+// graceRetry reports whether presenting r, a superseded refresh token of g,
+// is a client retrying after a lost response rather than reuse: r was
+// rotated out by its own use and is the grant's most recent such token (so
+// its successor has not been used), the rotation was at most c.Grace ago,
+// and the grant holds fewer than maxOrphans unexpired orphans. An orphan,
+// an older token, a retry after the successor was used or one outside the
+// window is reuse.
+func graceRetry(g *grant, old *rotation, c *RotateRefresh, r record) bool {
+	if r.state != stateRotated || old == nil || keyOf(c.Old) != old.prev || c.Now-old.rotatedAt > c.Grace {
+		return false
+	}
+	n := 0
+	if g.spent != nil {
+		for _, o := range g.spent.orphans {
+			if c.Now < o.expiresAt {
+				n++
+			}
+		}
+	}
+	return n < maxOrphans
+}
+
+// evictRetired forgets g's oldest retired refresh tokens beyond maxRetired,
+// never keep (the token a grace retry may still present).
+func (f *FSM) evictRetired(g *grant, keep key) {
+	for len(g.spent.retired) > maxRetired {
+		victim := g.spent.retired[0].k
+		if victim == keep {
+			victim = g.spent.retired[1].k
+		}
+		f.dropToken(g, victim)
+	}
+}
+
+// dropToken removes one token of g from the index, the grant's token list
+// and its spent lists. A key that is not g's is left alone.
 func (f *FSM) dropToken(g *grant, k key) {
-	if !f.tokens.del(k) {
+	if g.spent != nil {
+		g.spent.retired = removeSpent(g.spent.retired, k)
+		g.spent.orphans = removeSpent(g.spent.orphans, k)
+	}
+	if r, ok := f.tokens.get(k); !ok || r.grant != g {
 		return
 	}
+	f.tokens.del(k)
 	for i, t := range g.tokens {
 		if t == k {
 			g.tokens[i] = g.tokens[len(g.tokens)-1]
@@ -368,6 +435,7 @@ func (f *FSM) revokeGrant(g *grant) {
 		f.tokens.del(k)
 	}
 	g.tokens = nil
+	g.spent = nil
 	f.forgetGrant(g)
 }
 
@@ -493,10 +561,27 @@ func (f *FSM) purge(now int64) uint64 {
 		}
 		g.tokens = kept
 		if len(kept) == 0 {
+			g.spent = nil
 			f.forgetGrant(g)
+			continue
+		}
+		if sp := g.spent; sp != nil {
+			sp.retired = f.keepIndexed(sp.retired)
+			sp.orphans = f.keepIndexed(sp.orphans)
 		}
 	}
 	return n
+}
+
+// keepIndexed filters list down to the keys still in the index.
+func (f *FSM) keepIndexed(list []spentKey) []spentKey {
+	kept := list[:0]
+	for _, s := range list {
+		if _, ok := f.tokens.get(s.k); ok {
+			kept = append(kept, s)
+		}
+	}
+	return kept
 }
 
 // Lookup returns the token with hash h if it is usable at now (unix
@@ -580,7 +665,7 @@ func (f *FSM) IssueCount(subject string) (count uint64, last int64) {
 }
 
 // LiveTokens is the number of tokens and codes held in memory (including
-// rotated-out ones kept for reuse detection until they expire).
+// superseded refresh tokens kept for reuse detection).
 func (f *FSM) LiveTokens() int { return f.tokens.len() }
 
 // ScopeSubset reports whether every space-separated scope in want is in

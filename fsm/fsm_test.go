@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -144,9 +145,13 @@ func digest(f *FSM) string {
 		if r := g.rot.Load(); r != nil {
 			rot = *r
 		}
-		lines = append(lines, fmt.Sprintf("grant %d id=%d %q %q %q %q %q %q iat=%d cur=%x/%x prev=%x rot=%d revoked=%v tokens=%v",
+		var sp spent
+		if g.spent != nil {
+			sp = *g.spent
+		}
+		lines = append(lines, fmt.Sprintf("grant %d id=%d %q %q %q %q %q %q iat=%d cur=%x/%x prev=%x rot=%d revoked=%v tokens=%v retired=%v orphans=%v",
 			id, g.id, g.clientID, g.tenant, g.username, g.scope, code.redirectURI, code.challenge, g.issuedAt,
-			rot.cur[:6], rot.curAccess[:6], rot.prev[:6], rot.rotatedAt, g.revoked.Load(), toks))
+			rot.cur[:6], rot.curAccess[:6], rot.prev[:6], rot.rotatedAt, g.revoked.Load(), toks, spentKeys(sp.retired), spentKeys(sp.orphans)))
 	}
 	for k, head := range f.byClient {
 		lines = append(lines, fmt.Sprintf("byClient %q %v", k, listIDs(head, clientList)))
@@ -167,6 +172,15 @@ func digest(f *FSM) string {
 	f.mu.RUnlock()
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")
+}
+
+// spentKeys renders a spent list in its order.
+func spentKeys(list []spentKey) []string {
+	var out []string
+	for _, s := range list {
+		out = append(out, fmt.Sprintf("%x@%d", s.k[:6], s.issuedAt))
+	}
+	return out
 }
 
 // listIDs lists the ids of a grant list, sorted, flagging broken back links.
@@ -249,6 +263,7 @@ func checkInvariants(t testing.TB, f *FSM) {
 	}
 	m := 0
 	for id, g := range f.grants {
+		checkSpent(t, f, g)
 		m += len(g.tokens)
 		if len(g.tokens) == 0 {
 			t.Errorf("grant %d has no tokens but is kept", id)
@@ -276,6 +291,38 @@ func checkInvariants(t testing.TB, f *FSM) {
 				t.Errorf("bySubject %v holds grant %d that is forgotten or not its own", k, id)
 			}
 		}
+	}
+}
+
+// checkSpent verifies g's spent lists are exactly its superseded refresh
+// tokens, in (issuedAt, key) order and within their bounds.
+func checkSpent(t testing.TB, f *FSM, g *grant) {
+	t.Helper()
+	var retired, orphans []spentKey
+	for _, k := range g.tokens {
+		r, ok := f.tokens.get(k)
+		if !ok || r.kind != KindRefresh {
+			continue
+		}
+		switch r.state {
+		case stateRotated:
+			retired = append(retired, spentKey{k, r.issuedAt, r.expiresAt})
+		case stateOrphaned:
+			orphans = append(orphans, spentKey{k, r.issuedAt, r.expiresAt})
+		}
+	}
+	slices.SortFunc(retired, spentKey.compare)
+	slices.SortFunc(orphans, spentKey.compare)
+	var sp spent
+	if g.spent != nil {
+		sp = *g.spent
+	}
+	if !slices.Equal(sp.retired, retired) || !slices.Equal(sp.orphans, orphans) {
+		t.Errorf("grant %d spent lists %v / %v, records say %v / %v", g.id,
+			spentKeys(sp.retired), spentKeys(sp.orphans), spentKeys(retired), spentKeys(orphans))
+	}
+	if len(sp.retired) > maxRetired || len(sp.orphans) > maxOrphans {
+		t.Errorf("grant %d holds %d retired and %d orphans", g.id, len(sp.retired), len(sp.orphans))
 	}
 }
 
@@ -487,20 +534,25 @@ func TestRotateGraceRetry(t *testing.T) {
 	}
 	e.wantValid(t1+10*sec, p2.access, p2.refresh, p0.access)
 	e.wantInvalid(t1+10*sec, p1.access, p1.refresh, p0.refresh)
-	if e.present(p1.access) || e.present(p1.refresh) {
-		t.Error("unused successor kept in the index")
+	if e.present(p1.access) {
+		t.Error("the unused successor's access token kept in the index")
 	}
-	if got := e.f.LiveTokens(); got != live {
-		t.Errorf("LiveTokens %d, want %d (two dropped, two added)", got, live)
+	if !e.present(p1.refresh) {
+		t.Error("the superseded successor forgotten: presenting it could not revoke the grant")
+	}
+	if got := e.f.LiveTokens(); got != live+1 {
+		t.Errorf("LiveTokens %d, want %d (one dropped, the successor kept superseded, two added)", got, live+1)
 	}
 	checkInvariants(t, e.f)
-	// The dropped successor cannot be used.
-	bad := e.rotate(p1.refresh, "c1", "", t1+11*sec, 10*sec, tokensFor("x"))
-	e.expectNoChange(&bad, NotFound)
 	// The chain goes on from the retry's pair.
 	c3 := e.rotate(p2.refresh, "c1", "", t1+20*sec, 10*sec, p3)
 	e.ok(&c3)
 	e.wantValid(t1+20*sec, p3.access, p3.refresh)
+	checkInvariants(t, e.f)
+	// The superseded successor is reuse, even long after: the grant dies.
+	bad := e.rotate(p1.refresh, "c1", "", t1+hour, 10*sec, tokensFor("x"))
+	e.expect(&bad, Reused)
+	e.wantInvalid(t1+hour, p0.access, p2.access, p3.access, p3.refresh)
 	checkInvariants(t, e.f)
 }
 

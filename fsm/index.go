@@ -1,6 +1,8 @@
 package fsm
 
 import (
+	"bytes"
+	"cmp"
 	"sync"
 	"sync/atomic"
 )
@@ -36,6 +38,9 @@ const (
 	stateRotated
 	// stateRedeemed: an authorization code that has been exchanged.
 	stateRedeemed
+	// stateOrphaned: a refresh token that a grace retry of its
+	// predecessor superseded before it was ever used.
+	stateOrphaned
 )
 
 // grant is one authorization. Everything a reader or a snapshot touches is
@@ -53,7 +58,8 @@ type grant struct {
 	rot                               atomic.Pointer[rotation] // nil until the first refresh
 
 	// Apply goroutine only:
-	tokens []key // every token of the grant still in the index
+	tokens []key  // every token of the grant still in the index
+	spent  *spent // nil until the first refresh
 	// Links in the lists of the client's and the user's grants (bulk
 	// revocation). Intrusive lists cost two pointers per grant where a
 	// set per user cost a whole small map.
@@ -71,6 +77,51 @@ type codeBinding struct{ redirectURI, challenge string }
 type rotation struct {
 	cur, curAccess, prev key
 	rotatedAt            int64
+}
+
+// spent lists a grant's superseded refresh tokens that are still in the
+// index, so that presenting one can revoke the grant: retired ones were
+// traded for a successor by their own use (stateRotated), orphans were
+// superseded by a grace retry before anyone used them (stateOrphaned).
+// Both lists are ordered by (issuedAt, key), which the records themselves
+// hold, so a replica that restored a snapshot rebuilds exactly the lists of
+// one that applied the log, and evicts the same tokens.
+type spent struct {
+	retired, orphans []spentKey
+}
+
+type spentKey struct {
+	k                   key
+	issuedAt, expiresAt int64
+}
+
+func (a spentKey) compare(b spentKey) int {
+	if c := cmp.Compare(a.issuedAt, b.issuedAt); c != 0 {
+		return c
+	}
+	return bytes.Compare(a.k[:], b.k[:])
+}
+
+// insertSpent adds s to list in order and returns the list.
+func insertSpent(list []spentKey, s spentKey) []spentKey {
+	i := len(list)
+	for i > 0 && s.compare(list[i-1]) < 0 {
+		i--
+	}
+	list = append(list, spentKey{})
+	copy(list[i+1:], list[i:])
+	list[i] = s
+	return list
+}
+
+// removeSpent takes k out of list, keeping the order.
+func removeSpent(list []spentKey, k key) []spentKey {
+	for i := range list {
+		if list[i].k == k {
+			return append(list[:i], list[i+1:]...)
+		}
+	}
+	return list
 }
 
 // key names a token in the index: the first 128 bits of its SHA-256. Tokens

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 )
 
-// Snapshot format (version 1), all integers as in codec.go:
+// Snapshot format (version 2), all integers as in codec.go:
 //
 //	magic "TKDS", version byte, applied index
 //	clients:  count, then each client
@@ -23,6 +24,12 @@ import (
 //	tokens:   count, then key, grant id, kind, state, own-scope flag
 //	          (+ scope), issuedAt, expiresAt
 //
+// Version 2 has the layout of version 1 and adds a record state, orphaned
+// (a refresh token a grace retry superseded): a version 1 reader would take
+// such a token for a live one, so it must refuse the image. Restore reads
+// both. A grant's spent lists (index.go) are not written: Restore rebuilds
+// them from the records.
+//
 // Snapshot runs on the apply goroutine (raft never runs it concurrently
 // with Apply) and only clones: the 256 shard maps of value records
 // (maps.Clone copies their tables wholesale), the small client, user and
@@ -34,7 +41,12 @@ import (
 
 var snapshotMagic = [4]byte{'T', 'K', 'D', 'S'}
 
-const snapshotVersion = 1
+// snapshotVersion is what WriteTo writes; Restore reads every version from
+// minSnapshotVersion on.
+const (
+	snapshotVersion    = 2
+	minSnapshotVersion = 1
+)
 
 // Snapshot is a point-in-time image of the state.
 type Snapshot struct {
@@ -314,7 +326,7 @@ func (f *FSM) readSnapshot(r *bufio.Reader) (uint64, error) {
 	if d.err == nil && magic != snapshotMagic {
 		return 0, errors.New("not a tokend snapshot")
 	}
-	if v := d.byte(); d.err == nil && v != snapshotVersion {
+	if v := d.byte(); d.err == nil && (v < minSnapshotVersion || v > snapshotVersion) {
 		return 0, fmt.Errorf("unknown snapshot version %d", v)
 	}
 	applied := d.uvarint()
@@ -364,8 +376,29 @@ func (f *FSM) readSnapshot(r *bufio.Reader) (uint64, error) {
 		if _, dup := f.tokens.shards[k[0]].m[k]; dup {
 			return 0, errors.New("token appears twice")
 		}
+		if rec.state > stateOrphaned {
+			return 0, fmt.Errorf("unknown token state %d", rec.state)
+		}
 		f.tokens.shards[k[0]].m[k] = rec
 		g.tokens = append(g.tokens, k)
+		if rec.kind == KindRefresh && (rec.state == stateRotated || rec.state == stateOrphaned) {
+			if g.spent == nil {
+				g.spent = &spent{}
+			}
+			sk := spentKey{k, rec.issuedAt, rec.expiresAt}
+			if rec.state == stateRotated {
+				g.spent.retired = append(g.spent.retired, sk)
+			} else {
+				g.spent.orphans = append(g.spent.orphans, sk)
+			}
+		}
+	}
+	// The spent lists are not in the image: they follow from the records.
+	for _, g := range f.grants {
+		if sp := g.spent; sp != nil {
+			slices.SortFunc(sp.retired, spentKey.compare)
+			slices.SortFunc(sp.orphans, spentKey.compare)
+		}
 	}
 	if d.err == nil {
 		if _, err := d.r.ReadByte(); err != io.EOF {

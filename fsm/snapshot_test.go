@@ -55,7 +55,8 @@ func sameState(t testing.TB, a, b *FSM) {
 }
 
 // richState builds a state with every kind of token record: active,
-// rotated-out (within and past grace), redeemed and pending codes, narrowed
+// rotated-out (within and past grace), orphaned by a grace retry, redeemed
+// and pending codes, narrowed
 // scopes, revoked grants, purged tokens.
 type richState struct {
 	e      *env
@@ -77,6 +78,14 @@ func newRichState(t *testing.T) *richState {
 	iss("rot", "c1", "t", "bob", "read write profile")
 	add("rot1", tokensFor("rot1"))
 	c := e.rotate(s.p["rot"].refresh, "c1", "read", t0+minute, 30*sec, s.p["rot1"]) // narrowed access
+	e.ok(&c)
+	// A grace retry: retried1 is superseded before use (an orphan).
+	iss("retried", "c2", "t", "alice", "read")
+	add("retried1", tokensFor("retried1"))
+	add("retried2", tokensFor("retried2"))
+	c = e.rotate(s.p["retried"].refresh, "c2", "", t0+minute, 30*sec, s.p["retried1"])
+	e.ok(&c)
+	c = e.rotate(s.p["retried"].refresh, "c2", "", t0+minute+sec, 30*sec, s.p["retried2"])
 	e.ok(&c)
 	iss("revoked", "c2", "t2", "alice", "read")
 	e.ok(&RevokeToken{Token: s.p["revoked"].access})
