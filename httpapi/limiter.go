@@ -2,8 +2,6 @@ package httpapi
 
 import (
 	"crypto/sha256"
-	"net"
-	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -293,13 +291,4 @@ func (t *lruTable) unlink(e *limitEntry) {
 		t.tail = e.prev
 	}
 	e.prev, e.next = nil, nil
-}
-
-// clientAddr is the peer's IP.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -61,6 +62,10 @@ type Config struct {
 	RefreshGrace time.Duration
 	// SecureCookies marks session cookies Secure (serving over TLS).
 	SecureCookies bool
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For and
+	// Forwarded headers name the client address that failed sign-ins
+	// count against (clientaddr.go); without them it is the TCP peer.
+	TrustedProxies []netip.Prefix
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // nil: a private registry

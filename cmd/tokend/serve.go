@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,8 @@ type serveConfig struct {
 	nodeID, dataDir                string
 	httpAddr, raftAddr, gossipAddr string
 	adminAddr                      string
+	trustedProxies                 listFlag
+	proxies                        []netip.Prefix // parsed --trusted-proxies
 	join                           listFlag
 	bootstrapExpect                int
 	clusterKey, clusterKeyFile     string
@@ -76,6 +79,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.dataDir, "data-dir", "", "Raft log, stable store and snapshots (default ./data/<node-id>; --dev: a temporary directory)")
 	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "OAuth and health HTTP address; also the admin surface unless --admin-addr is set")
 	fs.StringVar(&c.adminAddr, "admin-addr", "", "own listener for /admin/*, /metrics, /cluster/status and /debug/pprof/, which then answer 404 on --http-addr (empty: all on --http-addr)")
+	fs.Var(&c.trustedProxies, "trusted-proxies", "comma-separated CIDR prefixes (or addresses) of reverse proxies whose X-Forwarded-For / Forwarded headers name the client address that failed sign-ins count against (empty: the TCP peer is the client; headers are never read)")
 	fs.StringVar(&c.raftAddr, "raft-addr", "127.0.0.1:8300", "the internal port: Raft and node-to-node calls, mutual TLS (a single node without a cluster key opens none)")
 	fs.StringVar(&c.gossipAddr, "gossip-addr", "127.0.0.1:8301", "memberlist gossip address")
 	fs.Var(&c.join, "join", "comma-separated gossip addresses of existing members")
@@ -159,6 +163,11 @@ func (c *serveConfig) check() error {
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
+	proxies, err := httpapi.ParseTrustedProxies(c.trustedProxies)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	c.proxies = proxies
 	for name, d := range map[string]time.Duration{"access-token-ttl": c.accessTTL, "refresh-token-ttl": c.refreshTTL, "code-ttl": c.codeTTL} {
 		if d <= 0 {
 			return fmt.Errorf("--%s must be positive", name)
@@ -374,6 +383,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		SecureCookies: scheme == "https",
 		Logger:        log,
 		Registry:      reg,
+
+		TrustedProxies: c.proxies,
 	})
 	if err != nil {
 		_ = node.Shutdown(context.Background())
