@@ -112,8 +112,9 @@ func (c *localCluster) URLs() []string {
 
 // spawnCluster starts n nodes of the tokend binary at path on free loopback
 // ports, the first bootstrapping and the others joining it, and waits
-// until every node answers /readyz with 200. On any failure everything
-// started is stopped again.
+// until every node answers /readyz with 200. Every node announces the same
+// issuer, the first node's URL (tokend requires --issuer for a cluster).
+// On any failure everything started is stopped again.
 func spawnCluster(ctx context.Context, path string, n int, log io.Writer) (*localCluster, error) {
 	dir, err := os.MkdirTemp("", "tokend-bench-")
 	if err != nil {
@@ -128,6 +129,7 @@ func spawnCluster(ctx context.Context, path string, n int, log io.Writer) (*loca
 		c.Stop()
 		return nil, err
 	}
+	issuer := "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	for i := 0; i < n; i++ {
 		nd := &spawnedNode{
 			ID:         "n" + strconv.Itoa(i+1),
@@ -143,6 +145,7 @@ func spawnCluster(ctx context.Context, path string, n int, log io.Writer) (*loca
 			"--http-addr", nd.HTTPAddr,
 			"--raft-addr", nd.RaftAddr,
 			"--gossip-addr", nd.GossipAddr,
+			"--issuer", issuer,
 		}
 		// Secrets travel in the environment, which only the same user can
 		// read, never on the command line, which every local user can.

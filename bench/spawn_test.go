@@ -45,6 +45,7 @@ func fakeTokendMain(args []string) int {
 	fs.String("gossip-addr", "", "")
 	fs.Int("bootstrap-expect", 1, "")
 	fs.String("join", "", "")
+	fs.String("issuer", "", "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -131,6 +132,10 @@ func TestSpawnClusterFlagsAndStop(t *testing.T) {
 		}
 		if !strings.HasPrefix(a["--data-dir"], c.Dir) {
 			t.Fatalf("data dir %q outside the temp dir %q", a["--data-dir"], c.Dir)
+		}
+		// One issuer for the whole cluster: the first node's URL.
+		if a["--issuer"] != c.Nodes[0].URL() {
+			t.Fatalf("%s --issuer %q, want %q on every node", nd.ID, a["--issuer"], c.Nodes[0].URL())
 		}
 		wantJoin := ""
 		if i > 0 {

@@ -11,6 +11,12 @@
 #               client certificates derived from the cluster key
 #   83i1        gossip (memberlist), encrypted with the cluster key
 #
+# One issuer for the whole cluster: every node announces the same iss in
+# metadata, introspection and authorization responses, and tokend refuses
+# to start a cluster node without --issuer. Here it is node1's URL,
+# http://127.0.0.1:8081; set TOKEND_ISSUER to use another (e.g. the URL of
+# a proxy in front of the three nodes).
+#
 # Secrets never appear on a command line: the cluster key and the admin
 # token are generated once into .cluster/cluster-key and .cluster/admin-token
 # (mode 0600, .cluster/ itself 0700) and passed with --cluster-key-file and
@@ -23,6 +29,7 @@ dir=.cluster
 bin=${TOKEND_BIN:-bin/tokend}
 keyfile=$dir/cluster-key
 tokenfile=$dir/admin-token
+issuer=${TOKEND_ISSUER:-http://127.0.0.1:8081}
 
 stop() {
   for pidfile in "$dir"/*.pid; do
@@ -67,7 +74,7 @@ start() {
     "$bin" serve --node-id "node$i" --data-dir "$dir/node$i" \
       --http-addr "127.0.0.1:$((8080 + i))" --raft-addr "127.0.0.1:$((8300 + i * 10))" \
       --gossip-addr "127.0.0.1:$((8301 + i * 10))" --join 127.0.0.1:8311 \
-      --bootstrap-expect 3 --cluster-key-file "$keyfile" --admin-token-file "$tokenfile" \
+      --bootstrap-expect 3 --issuer "$issuer" --cluster-key-file "$keyfile" --admin-token-file "$tokenfile" \
       >>"$dir/node$i.log" 2>&1 &
     echo $! > "$dir/node$i.pid"
   done
@@ -84,6 +91,7 @@ tokend cluster is ready:
   node1  http://127.0.0.1:8081
   node2  http://127.0.0.1:8082
   node3  http://127.0.0.1:8083
+  issuer: $issuer   (the same on every node)
   admin token:  $(cat "$tokenfile")   (also in $tokenfile)
   logs and data: $dir/   (make cluster-stop to stop, make clean to remove)
 MSG

@@ -202,7 +202,7 @@ func TestClusterMajorityLoss(t *testing.T) {
 func TestClusterJoinAndLeave(t *testing.T) {
 	c := newTestCluster(t, 3)
 	p4 := c.newProc("node4")
-	p4.args = []string{"--cluster-key", c.key, "--admin-token", c.admin, "--join", c.procs[0].gossipAddr}
+	p4.args = []string{"--cluster-key", c.key, "--admin-token", c.admin, "--join", c.procs[0].gossipAddr, "--issuer", c.issuer}
 	c.procs = append(c.procs, p4)
 	p4.start(t)
 
@@ -247,7 +247,7 @@ func TestClusterWrongKey(t *testing.T) {
 	c := newTestCluster(t, 3)
 	bad := c.newProc("intruder")
 	bad.args = []string{"--cluster-key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "--admin-token", c.admin,
-		"--join", c.procs[0].gossipAddr}
+		"--join", c.procs[0].gossipAddr, "--issuer", c.issuer}
 	c.procs = append(c.procs, bad)
 	bad.start(t)
 
@@ -283,8 +283,9 @@ func TestClusterWrongKey(t *testing.T) {
 func TestClusterBootstrapExpectMismatch(t *testing.T) {
 	c := &testCluster{t: t, key: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", admin: testAdminToken}
 	a, b := c.newProc("node1"), c.newProc("node2")
-	a.args = []string{"--bootstrap-expect", "2", "--cluster-key", c.key, "--admin-token", c.admin, "--join", b.gossipAddr}
-	b.args = []string{"--bootstrap-expect", "3", "--cluster-key", c.key, "--admin-token", c.admin, "--join", a.gossipAddr}
+	c.issuer = a.url()
+	a.args = []string{"--bootstrap-expect", "2", "--cluster-key", c.key, "--admin-token", c.admin, "--join", b.gossipAddr, "--issuer", c.issuer}
+	b.args = []string{"--bootstrap-expect", "3", "--cluster-key", c.key, "--admin-token", c.admin, "--join", a.gossipAddr, "--issuer", c.issuer}
 	c.procs = []*proc{a, b}
 	t.Cleanup(func() {
 		for _, p := range c.procs {

@@ -348,7 +348,7 @@ func TestForgerRefusedOperatorPKI(t *testing.T) {
 	other := newTestPKI(t, t.TempDir())
 	cert, key := other.issue(t, "node4")
 	p4 := c.newProc("node4")
-	p4.args = []string{"--cluster-key", c.key, "--admin-token", c.admin, "--join", c.procs[0].gossipAddr,
+	p4.args = []string{"--cluster-key", c.key, "--admin-token", c.admin, "--join", c.procs[0].gossipAddr, "--issuer", c.issuer,
 		"--internal-tls-cert", cert, "--internal-tls-key", key, "--internal-tls-ca", other.caFile}
 	p4.start(t)
 	t.Cleanup(func() { p4.kill(t) })

@@ -190,7 +190,7 @@ func TestDevAdminTokenIsLongEnough(t *testing.T) {
 func TestClusterKeyFile(t *testing.T) {
 	primary, old := testKey(1), testKey(2)
 	f := writeSecret(t, "cluster-key", "# rotated 2026-11-20\n"+primary+"\n\n  "+old+"  # previous\n", 0o600)
-	c, err := parseServe([]string{"--bootstrap-expect", "3", "--cluster-key-file", f}, io.Discard)
+	c, err := parseServe([]string{"--bootstrap-expect", "3", "--cluster-key-file", f, "--issuer", "https://auth.example.com"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestClusterKeyFile(t *testing.T) {
 	}
 
 	// A key on argv is still one key.
-	c, err = parseServe([]string{"--bootstrap-expect", "3", "--cluster-key", primary}, io.Discard)
+	c, err = parseServe([]string{"--bootstrap-expect", "3", "--cluster-key", primary, "--issuer", "https://auth.example.com"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

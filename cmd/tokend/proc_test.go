@@ -141,11 +141,14 @@ func (p *proc) terminate(t *testing.T) {
 	}
 }
 
-// testCluster is a set of processes sharing a cluster key and admin token.
+// testCluster is a set of processes sharing a cluster key, admin token
+// and issuer.
 type testCluster struct {
 	t          *testing.T
 	key, admin string
-	procs      []*proc
+	// issuer is every node's --issuer: the first node's URL.
+	issuer string
+	procs  []*proc
 }
 
 func newTestCluster(t *testing.T, n int) *testCluster {
@@ -163,6 +166,7 @@ func newTestClusterWith(t *testing.T, n int, args func(p *proc, base []string) [
 	for i := 0; i < n; i++ {
 		c.procs = append(c.procs, c.newProc(fmt.Sprintf("node%d", i+1)))
 	}
+	c.issuer = c.procs[0].url()
 	for i, p := range c.procs {
 		var join []string
 		for j, q := range c.procs {
@@ -171,7 +175,7 @@ func newTestClusterWith(t *testing.T, n int, args func(p *proc, base []string) [
 			}
 		}
 		p.args = []string{"--bootstrap-expect", fmt.Sprint(n), "--cluster-key", c.key,
-			"--admin-token", c.admin, "--join", strings.Join(join, ",")}
+			"--admin-token", c.admin, "--join", strings.Join(join, ","), "--issuer", c.issuer}
 		if args != nil {
 			p.args = args(p, p.args)
 		}

@@ -109,7 +109,7 @@ func TestClusterKeyRotation(t *testing.T) {
 	// The old key no longer opens anything: gossip drops its packets and
 	// the internal port refuses its certificate.
 	stale := c.newProc("stale")
-	stale.args = []string{"--cluster-key", oldKey, "--admin-token", c.admin, "--join", c.procs[0].gossipAddr}
+	stale.args = []string{"--cluster-key", oldKey, "--admin-token", c.admin, "--join", c.procs[0].gossipAddr, "--issuer", c.issuer}
 	stale.start(t)
 	t.Cleanup(func() { stale.kill(t) })
 	eventually(t, "the stale node reports its failed join", func() error {

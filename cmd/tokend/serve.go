@@ -44,6 +44,7 @@ type serveConfig struct {
 	snapshotThreshold              uint64
 	issuer                         string
 	tlsCert, tlsKey                string
+	cookieSecure                   bool
 	dev                            bool
 	leaveOnTerminate               bool
 	logLevel                       string
@@ -98,9 +99,10 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.DurationVar(&c.deadServerGrace, "dead-server-grace", 10*time.Minute, "remove a member that has been dead this long (never below quorum)")
 	fs.DurationVar(&c.purgeInterval, "purge-interval", time.Minute, "how often the leader purges expired tokens")
 	fs.Uint64Var(&c.snapshotThreshold, "snapshot-threshold", 8192, "log entries between automatic snapshots")
-	fs.StringVar(&c.issuer, "issuer", "", "iss in metadata and introspection (default http(s)://<http-addr>)")
+	fs.StringVar(&c.issuer, "issuer", "", "the URL clients know this service by: iss in metadata, introspection and authorization responses; required for a cluster (--bootstrap-expect > 1 or --join), the same on every node (default for a single node: http(s)://<http-addr>); an https issuer turns on HSTS")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (HTTPS when both cert and key are set)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
+	fs.BoolVar(&c.cookieSecure, "cookie-secure", false, "mark session cookies Secure even when serving plain HTTP (behind a TLS-terminating proxy); always on with --tls-cert")
 	fs.BoolVar(&c.dev, "dev", false, "single dev node on loopback: a fresh temporary data dir, seeds a demo client and user, prints curl lines (command line only: TOKEND_DEV is not read)")
 	fs.BoolVar(&c.leaveOnTerminate, "leave-on-terminate", false, "leave the cluster gracefully on SIGINT/SIGTERM")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -143,6 +145,9 @@ func (c *serveConfig) check() error {
 	hasKey := c.clusterKey != "" || len(c.fileKeys) > 0
 	if (c.bootstrapExpect > 1 || len(c.join) > 0) && !hasKey {
 		return errors.New("--cluster-key-file (or --cluster-key) is required for a cluster (bootstrap-expect > 1 or --join); generate a key with: head -c32 /dev/urandom | base64")
+	}
+	if err := c.checkIssuer(); err != nil {
+		return err
 	}
 	if t := c.internalTLS; t.CertFile != "" || t.KeyFile != "" || t.CAFile != "" {
 		if t.CertFile == "" || t.KeyFile == "" || t.CAFile == "" {
@@ -325,6 +330,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.issuer == "" {
 		c.issuer = scheme + "://" + c.httpAddr
 	}
+	if strings.HasPrefix(c.issuer, "https://") && scheme == "http" && !c.cookieSecure {
+		log.Warn("--issuer is https but this node serves plain HTTP without --cookie-secure: behind a TLS-terminating proxy, add --cookie-secure so session cookies are marked Secure")
+	}
 
 	// Listen before starting consensus so a taken port fails at once and
 	// the address gossiped to peers is already being served.
@@ -380,7 +388,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		RefreshTTL:    c.refreshTTL,
 		CodeTTL:       c.codeTTL,
 		RefreshGrace:  c.refreshGrace,
-		SecureCookies: scheme == "https",
+		SecureCookies: scheme == "https" || c.cookieSecure,
 		Logger:        log,
 		Registry:      reg,
 
@@ -415,7 +423,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			serveErr <- fmt.Errorf("%s: %w", name, err)
 		}()
 	}
-	srv := newServer(api, 30*time.Second)
+	srv := newServer(withHSTS(c.issuer, c.dev, api), 30*time.Second)
 	serveOn(srv, ln, "--http-addr")
 	baseURL, adminURL := scheme+"://"+ln.Addr().String(), ""
 	var adminSrv *http.Server
