@@ -58,7 +58,8 @@ type IssueGrant struct {
 }
 
 // RedeemCode exchanges an authorization code for tokens, exactly once. A
-// second redemption revokes the grant (RFC 6749 §4.1.2).
+// second redemption revokes the grant (RFC 6749 §4.1.2), even after the
+// code expired: a redeemed code is kept while its grant holds other tokens.
 type RedeemCode struct {
 	Code        Hash
 	ClientID    string

@@ -61,6 +61,13 @@
 // oldest first (presenting a forgotten one finds nothing and issues
 // nothing, it just no longer revokes). Orphans are never forgotten early.
 //
+// # Authorization codes
+//
+// A code is redeemed once. Presenting a redeemed code again, at any time,
+// revokes everything its grant issued (RFC 6749 §4.1.2): the redeemed code
+// is kept, past its own expiry, for as long as its grant holds any other
+// token, and the redeemed check runs before the expiry check.
+//
 // Reads are the hot path. Tokens live in 256 shards keyed by the first byte
 // of their hash, each a map of small value records behind its own RWMutex,
 // so a lookup takes one uncontended read lock and allocates nothing. Strings

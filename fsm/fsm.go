@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -250,8 +251,11 @@ func (f *FSM) live(h Hash, k Kind, now int64) (record, bool) {
 }
 
 func (f *FSM) redeemCode(c *RedeemCode) Result {
-	r, ok := f.live(c.Code, KindCode, c.Now)
-	if !ok {
+	// Not live(): a redeemed code outlives its own expiry, and replaying
+	// it at any time revokes what it issued (RFC 6749 §4.1.2). Expiry
+	// only refuses a code that was never redeemed.
+	r, ok := f.tokens.get(keyOf(c.Code))
+	if !ok || r.kind != KindCode || r.grant.revoked.Load() || (r.state != stateRedeemed && c.Now >= r.expiresAt) {
 		return Result{Outcome: NotFound}
 	}
 	g := r.grant
@@ -273,6 +277,10 @@ func (f *FSM) redeemCode(c *RedeemCode) Result {
 		return Result{Outcome: Exists}
 	}
 	r.state = stateRedeemed
+	if !c.Access.Hash.IsZero() || !c.Refresh.Hash.IsZero() {
+		// Kept while the grant holds anything else (see purge).
+		r.expiresAt = keepRedeemed
+	}
 	f.tokens.put(keyOf(c.Code), r)
 	res := Result{GrantID: g.id}
 	if !c.Access.Hash.IsZero() {
@@ -536,7 +544,14 @@ func (f *FSM) deleteUser(c *DeleteUser) Result {
 	return Result{Count: f.revokeAll(f.bySubject[k], userList)}
 }
 
-// purge drops tokens that expired before now, and grants left with none.
+// keepRedeemed is the expiry of a redeemed code that issued tokens: it
+// never expires by itself, and the purge drops it together with the last
+// other token of its grant, so a replay finds it for as long as anything it
+// led to may still be alive.
+const keepRedeemed = math.MaxInt64
+
+// purge drops tokens that expired before now, redeemed codes whose grant
+// holds nothing else, and grants left with none.
 func (f *FSM) purge(now int64) uint64 {
 	var n uint64
 	touched := make(map[*grant]struct{})
@@ -554,10 +569,19 @@ func (f *FSM) purge(now int64) uint64 {
 	}
 	for g := range touched {
 		kept := g.tokens[:0]
+		onlyRedeemed := true
 		for _, k := range g.tokens {
-			if _, ok := f.tokens.get(k); ok {
+			if r, ok := f.tokens.get(k); ok {
 				kept = append(kept, k)
+				onlyRedeemed = onlyRedeemed && r.kind == KindCode && r.state == stateRedeemed
 			}
+		}
+		if onlyRedeemed {
+			for _, k := range kept {
+				f.tokens.del(k)
+				n++
+			}
+			kept = kept[:0]
 		}
 		g.tokens = kept
 		if len(kept) == 0 {
@@ -665,7 +689,7 @@ func (f *FSM) IssueCount(subject string) (count uint64, last int64) {
 }
 
 // LiveTokens is the number of tokens and codes held in memory (including
-// superseded refresh tokens kept for reuse detection).
+// superseded refresh tokens and redeemed codes kept for reuse detection).
 func (f *FSM) LiveTokens() int { return f.tokens.len() }
 
 // ScopeSubset reports whether every space-separated scope in want is in

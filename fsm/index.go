@@ -15,8 +15,10 @@ type record struct {
 	grant *grant
 	// scope is nil when the token carries its grant's scope; only access
 	// tokens issued by a narrowing refresh point at their own.
-	scope     *string
-	issuedAt  int64
+	scope    *string
+	issuedAt int64
+	// expiresAt is when the token stops being valid and the purge drops
+	// it; a redeemed code that issued tokens has keepRedeemed instead.
 	expiresAt int64
 	kind      Kind
 	state     recState
@@ -36,7 +38,8 @@ const (
 	stateActive recState = iota
 	// stateRotated: a refresh token that has been traded for a successor.
 	stateRotated
-	// stateRedeemed: an authorization code that has been exchanged.
+	// stateRedeemed: an authorization code that has been exchanged; kept
+	// while its grant holds other tokens, so a replay can revoke them.
 	stateRedeemed
 	// stateOrphaned: a refresh token that a grace retry of its
 	// predecessor superseded before it was ever used.

@@ -265,3 +265,95 @@ func (e *env) grantOf(h Hash) uint64 {
 	}
 	return r.grant.id
 }
+
+// TestRedeemCodeReplayAfterExpiryRevokes: a redeemed code replayed after
+// the code itself expired still revokes what its first redemption issued
+// (RFC 6749 §4.1.2); only the expiry check used to run first.
+func TestRedeemCodeReplayAfterExpiryRevokes(t *testing.T) {
+	e := newEnv(t)
+	code, ir := codeGrant(e, "g", "c1", "https://app/cb", "", t0)
+	p1 := tokensFor("p1")
+	e.ok(redeem(code, "c1", "https://app/cb", "", t0+sec, p1))
+	late := t0 + codeL + 10*minute
+	e.wantValid(late, p1.access, p1.refresh)
+	r := e.expect(redeem(code, "c1", "https://app/cb", "", late, tokensFor("p2")), Reused)
+	if r.GrantID != ir.GrantID {
+		t.Errorf("reuse reported grant %d, want %d", r.GrantID, ir.GrantID)
+	}
+	e.wantInvalid(late, p1.access, p1.refresh, tokensFor("p2").access, tokensFor("p2").refresh)
+	checkInvariants(t, e.f)
+}
+
+// TestRedeemedCodeKeptWhileGrantLives: a redeemed code stays in the index
+// past its own expiry for as long as its grant holds any other token, so a
+// replay long after (even once the chain has rotated past the first
+// refresh token's lifetime) still revokes; the purge drops it with the
+// grant's last other token.
+func TestRedeemedCodeKeptWhileGrantLives(t *testing.T) {
+	e := newEnv(t)
+	code, ir := codeGrant(e, "g", "c1", "u", "", t0)
+	p1 := tokensFor("p1")
+	e.ok(redeem(code, "c1", "u", "", t0+sec, p1))
+	e.ok(&Purge{Now: t0 + codeL + minute})
+	if !e.present(code) {
+		t.Fatal("redeemed code purged at its own expiry")
+	}
+	e.wantInvalid(t0+2*sec, code) // never valid again as a token
+	// Rotate just before the first refresh token expires; purge after.
+	p2 := tokensFor("p2")
+	rot := t0 + refresL - minute
+	c := e.rotate(p1.refresh, "c1", "", rot, 0, p2)
+	e.ok(&c)
+	e.ok(&Purge{Now: t0 + refresL + minute})
+	if !e.present(code) || e.present(p1.refresh) || e.present(p1.access) {
+		t.Fatal("purge kept the wrong tokens")
+	}
+	checkInvariants(t, e.f)
+	late := t0 + refresL + 2*minute
+	e.wantValid(late, p2.refresh)
+	r := e.expect(redeem(code, "c1", "u", "", late, tokensFor("p3")), Reused)
+	if r.GrantID != ir.GrantID {
+		t.Errorf("reuse reported grant %d", r.GrantID)
+	}
+	e.wantInvalid(late, p2.access, p2.refresh)
+	checkInvariants(t, e.f)
+
+	// Another grant: once everything it issued has expired, the purge
+	// drops the redeemed code and the grant with it.
+	code2, ir2 := codeGrant(e, "h", "c1", "u", "", t0)
+	q := tokensFor("q1")
+	e.ok(redeem(code2, "c1", "u", "", t0+sec, q))
+	e.ok(&Purge{Now: t0 + sec + accessL})
+	if !e.present(code2) || !e.present(q.refresh) {
+		t.Fatal("purged too early")
+	}
+	r = e.ok(&Purge{Now: t0 + sec + refresL})
+	if e.present(code2) || e.present(q.refresh) {
+		t.Error("redeemed code or refresh token kept after the grant's last token expired")
+	}
+	if _, ok := e.f.grants[ir2.GrantID]; ok {
+		t.Error("grant with only a redeemed code left kept")
+	}
+	if r.Count != 2 {
+		t.Errorf("purge count %d, want 2 (the refresh token and the code)", r.Count)
+	}
+	e.expectNoChange(redeem(code2, "c1", "u", "", t0+sec+refresL, tokensFor("q2")), NotFound)
+	checkInvariants(t, e.f)
+}
+
+// TestRedeemCodeExpiredBeforeRedemption: expiry still refuses a code that
+// was never redeemed, whoever presents it, and changes nothing.
+func TestRedeemCodeExpiredBeforeRedemption(t *testing.T) {
+	e := newEnv(t)
+	code, _ := codeGrant(e, "g", "c1", "u", "", t0)
+	e.expectNoChange(redeem(code, "c1", "u", "", t0+codeL, tokensFor("x")), NotFound)
+	e.expectNoChange(redeem(code, "c2", "u", "", t0+codeL, tokensFor("x")), NotFound)
+	// A redemption that issues nothing keeps the code's own expiry.
+	code2, _ := codeGrant(e, "h", "c1", "u", "", t0)
+	e.ok(&RedeemCode{Code: code2, ClientID: "c1", RedirectURI: "u", Now: t0 + sec})
+	e.ok(&Purge{Now: t0 + codeL})
+	if e.present(code2) {
+		t.Error("a redeemed code that issued nothing outlived its expiry")
+	}
+	checkInvariants(t, e.f)
+}
