@@ -6,8 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -28,9 +28,12 @@ import (
 // come straight to it. A post for an owner that is gone fails as
 // "expired", like any lost sign-in: the user starts again.
 //
-// The owner sees the forwarding node as the client address, so its
-// per-address limiter counts handed-off attempts against that node; the
-// per-user limit is unaffected.
+// The forwarding node sends the client address it resolved (its peer, or
+// the client its trusted proxies name; clientaddr.go) in
+// X-Tokend-Client-Addr, and the owner's HandOffHandler, reachable only
+// over the internal port, counts a failed sign-in against that address,
+// exactly as if the browser had come straight to it. The public listener
+// never reads the header.
 
 // handoffHeader marks a handed-off post so it is never handed on again.
 const handoffHeader = "X-Tokend-Handoff"
@@ -71,9 +74,7 @@ func (s *Server) handOff(w http.ResponseWriter, r *http.Request) bool {
 	out.ContentLength = int64(len(body))
 	out.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	out.Header.Set(handoffHeader, s.cfg.NodeID)
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		out.Header.Set("X-Forwarded-For", host)
-	}
+	out.Header.Set(clientAddrHeader, s.signInAddr(r))
 	resp, err := s.cfg.HandOff(ctx, owner, out)
 	if err != nil {
 		s.log.WarnContext(r.Context(), "sign-in hand-off failed", "owner", owner, "err", err)
@@ -104,16 +105,28 @@ func sessionOwner(requestID string) (string, bool) {
 
 // HandOffHandler serves the sign-in posts other nodes hand to this one:
 // the login and consent form posts and nothing else, so the internal port
-// never becomes a second way into the rest of the API.
+// never becomes a second way into the rest of the API. A post counts
+// against the client address the forwarding node sent.
 func (s *Server) HandOffHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch strings.TrimPrefix(r.URL.Path, "/oauth") {
 		case "/authorize/login", "/authorize/consent":
 			if r.Method == http.MethodPost && r.Header.Get(handoffHeader) != "" {
-				s.ServeHTTP(w, r)
+				s.ServeHTTP(w, withHandOffClient(r))
 				return
 			}
 		}
 		s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "not a sign-in hand-off"))
 	})
+}
+
+// withHandOffClient returns r with the client address a forwarding node
+// sent in its context (see signInAddr); r itself when there is none or it
+// is not an IP address, and then the sign-in counts against the peer.
+func withHandOffClient(r *http.Request) *http.Request {
+	a, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get(clientAddrHeader)))
+	if err != nil {
+		return r
+	}
+	return r.WithContext(context.WithValue(r.Context(), clientAddrKey, a.Unmap()))
 }

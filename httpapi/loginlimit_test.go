@@ -2,8 +2,11 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
+	"encoding/hex"
 	"fmt"
 	"html"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -365,5 +368,95 @@ func TestLimiterKeys(t *testing.T) {
 	tb.remove(k(4))
 	if tb.len() != 0 || tb.head != nil || tb.tail != nil {
 		t.Error("table not empty after removing its last key")
+	}
+}
+
+// A sign-in handed off from another node counts against the client
+// address the forwarding node sent, not the forwarding node's own
+// address; only the hand-off handler reads that header, so a browser
+// cannot choose its address on the public listener.
+func TestLoginHandOffCountsOriginalClient(t *testing.T) {
+	e := newLTEnv(t)
+	e.s.limiter.addrBudget = 5                             // the policy's shape, at a test's size
+	const node2 = "10.99.0.2:7000"                         // the forwarding node, over the internal port
+	const client, other = "198.51.100.20", "198.51.100.21" // browsers behind node2
+	handOff := func(p ltLogin, clientAddr, username, password string) *httptest.ResponseRecorder {
+		req := e.loginRequest(p, node2, username, password)
+		req.Header.Set(handoffHeader, "n2")
+		req.Header.Set(clientAddrHeader, clientAddr)
+		rec := httptest.NewRecorder()
+		e.s.HandOffHandler().ServeHTTP(rec, req)
+		return rec
+	}
+	p := e.loginPage(client + ":1")
+	for i := 0; i < 5; i++ {
+		e.wantLogin(handOff(p, client, fmt.Sprintf("ghost%d", i), "guess"), http.StatusUnauthorized, "handed-off failure")
+	}
+	e.wantLogin(handOff(p, client, "victim", "victim-pw"), http.StatusTooManyRequests, "handed off from the blocked client")
+	e.wantLogin(e.login(p, client+":2", "victim", "victim-pw"), http.StatusTooManyRequests, "the blocked client, directly")
+	if logs := e.log(); !strings.Contains(logs, "remote_addr="+client+" ") {
+		t.Errorf("the lock-out is not logged against %s:\n%s", client, logs)
+	}
+
+	// The public listener ignores the header: neither escaping a block
+	// nor pinning failures on someone else.
+	req := e.loginRequest(p, client+":3", "victim", "victim-pw")
+	req.Header.Set(clientAddrHeader, other)
+	rec := httptest.NewRecorder()
+	e.s.ServeHTTP(rec, req)
+	e.wantLogin(rec, http.StatusTooManyRequests, "the blocked client claiming another address")
+	q := e.loginPage("203.0.113.30:1")
+	req = e.loginRequest(q, "203.0.113.30:1", "victim", "victim-pw")
+	req.Header.Set(clientAddrHeader, client)
+	rec = httptest.NewRecorder()
+	e.s.ServeHTTP(rec, req)
+	e.wantLogin(rec, http.StatusOK, "another browser claiming the blocked address")
+
+	// node2 itself was charged nothing: another of its clients signs in.
+	e.wantLogin(handOff(e.loginPage(other+":1"), other, "victim", "victim-pw"), http.StatusOK, "handed off from another client")
+}
+
+// The forwarding side: a login post for a sign-in another node owns is
+// handed to it with the client address this node resolved (through its
+// trusted proxies), whatever the browser put in that header.
+func TestHandOffSendsClientAddr(t *testing.T) {
+	trusted, _ := ParseTrustedProxies([]string{"10.0.0.0/8"})
+	var got *http.Request
+	e := newLTEnv(t, func(c *Config) {
+		c.NodeID = "n2"
+		c.TrustedProxies = trusted
+		c.HandOff = func(_ context.Context, owner string, r *http.Request) (*http.Response, error) {
+			if owner != "n1" {
+				t.Errorf("handed to %q", owner)
+			}
+			got = r
+			return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok"))}, nil
+		}
+	})
+	form := url.Values{"request_id": {newSecret("") + "." + hex.EncodeToString([]byte("n1"))}, "csrf_token": {"x"},
+		"username": {"victim"}, "password": {"pw"}}
+	for _, rw := range []struct {
+		remote, xff, want string
+	}{
+		{"10.0.0.5:1", "198.51.100.20", "198.51.100.20"}, // behind a trusted proxy
+		{"192.0.2.5:1", "198.51.100.20", "192.0.2.5"},    // not a proxy: the peer
+		{"[2001:db8::7]:1", "", "2001:db8::7"},
+	} {
+		req := httptest.NewRequest(http.MethodPost, "/authorize/login", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set(clientAddrHeader, "203.0.113.66") // the browser's own try
+		if rw.xff != "" {
+			req.Header.Set("X-Forwarded-For", rw.xff)
+		}
+		req.RemoteAddr = rw.remote
+		got = nil
+		rec := httptest.NewRecorder()
+		e.s.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK || got == nil {
+			t.Fatalf("from %s: %d %s, handed off: %v", rw.remote, rec.Code, rec.Body, got != nil)
+		}
+		if a := got.Header.Values(clientAddrHeader); len(a) != 1 || a[0] != rw.want {
+			t.Errorf("from %s (X-Forwarded-For %q): %s %q, want %q", rw.remote, rw.xff, clientAddrHeader, a, rw.want)
+		}
 	}
 }

@@ -165,6 +165,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.validateRoute.ServeHTTP(w, r)
 		return
 	}
+	if _, ok := r.Header[clientAddrHeader]; ok {
+		// Only HandOffHandler may say where a sign-in came from
+		// (clientaddr.go); nothing downstream sees a browser's claim.
+		r = r.Clone(r.Context())
+		r.Header.Del(clientAddrHeader)
+	}
 	s.router.ServeHTTP(w, r)
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -110,5 +111,103 @@ func TestClusterSignInAcrossNodes(t *testing.T) {
 		if got := validateEventually(t, p, tok.AccessToken); got != http.StatusOK {
 			t.Fatalf("%s answers %d for the code-flow token", p.id, got)
 		}
+	}
+}
+
+// TestClusterSignInHandOffCountsClientAddr: behind a trusted proxy
+// (--trusted-proxies 127.0.0.1/32), failed logins posted to node2 for a
+// sign-in node1 owns are handed to node1 and count there against the
+// client the proxy named in X-Forwarded-For, not against node2's internal
+// address: once that client has spent the address budget it is refused on
+// both nodes, while another client behind the same proxy, handed off by
+// the same node2, signs in.
+func TestClusterSignInHandOffCountsClientAddr(t *testing.T) {
+	c := newTestClusterWith(t, 2, func(_ *proc, base []string) []string {
+		return append(base, "--trusted-proxies", "127.0.0.1/32")
+	})
+	n1, n2 := c.procs[0], c.procs[1]
+	admin := map[string]string{"Authorization": "Bearer " + c.admin}
+	code, body, _, err := do(http.MethodPost, n1.url()+"/admin/clients", "application/json",
+		`{"name":"Web app","redirect_uris":["http://127.0.0.1:9/cb"],"grant_types":["authorization_code"],"scopes":["read"]}`, admin)
+	if err != nil || code != http.StatusCreated {
+		t.Fatalf("create client: %d %s %v", code, body, err)
+	}
+	var client struct {
+		ID string `json:"client_id"`
+	}
+	_ = json.Unmarshal(body, &client)
+	if code, body, _, err := do(http.MethodPost, n1.url()+"/admin/users", "application/json",
+		`{"username":"alice","password":"wonderland"}`, admin); err != nil || code != http.StatusCreated {
+		t.Fatalf("create user: %d %s %v", code, body, err)
+	}
+
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, Timeout: httpc.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	send := func(req *http.Request) (int, string) {
+		t.Helper()
+		resp, err := browser.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	q := url.Values{"response_type": {"code"}, "client_id": {client.ID}, "state": {"s1"}, "scope": {"read"}}
+	req, _ := http.NewRequest(http.MethodGet, n1.url()+"/authorize?"+q.Encode(), nil)
+	status, page := send(req)
+	if status != http.StatusOK {
+		t.Fatalf("authorize on %s: %d\n%s", n1.id, status, page)
+	}
+	login := formFields(t, page)
+	// post sends the login form to p as the proxy does for client.
+	post := func(p *proc, client, username, password string) (int, string) {
+		t.Helper()
+		f := url.Values{}
+		for k, v := range login {
+			f[k] = v
+		}
+		f.Set("username", username)
+		f.Set("password", password)
+		req, _ := http.NewRequest(http.MethodPost, p.url()+"/authorize/login", strings.NewReader(f.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", client)
+		return send(req)
+	}
+
+	const attacker, neighbour = "203.0.113.7", "203.0.113.8"
+	// The budget is 100 failures per 15 minutes, refilling as it goes,
+	// so the refusal comes at the 100th failure or a little after.
+	failures := 0
+	for ; failures < 130; failures++ {
+		status, page := post(n2, attacker, fmt.Sprintf("ghost%d", failures), "guess")
+		if status == http.StatusTooManyRequests {
+			break
+		}
+		if status != http.StatusUnauthorized || !strings.Contains(page, "Incorrect username or password") {
+			t.Fatalf("failure %d via %s: %d\n%s", failures+1, n2.id, status, page)
+		}
+	}
+	if failures < 100 || failures >= 130 {
+		t.Fatalf("refused after %d failures, want 100 or a few more", failures)
+	}
+	for _, p := range []*proc{n2, n1} {
+		if status, page := post(p, attacker, "alice", "wonderland"); status != http.StatusTooManyRequests {
+			t.Fatalf("the blocked client via %s: %d\n%s", p.id, status, page)
+		}
+	}
+	if !strings.Contains(n1.out.String(), "kind=address remote_addr="+attacker+" ") {
+		t.Errorf("%s logged no address lock-out for %s:\n%s", n1.id, attacker, tail(n1.out, 20))
+	}
+	for p, want := range map[*proc]string{n1: "1", n2: "0"} {
+		_, metrics, _, err := do(http.MethodGet, p.url()+"/metrics", "", "", nil)
+		if line := `tokend_login_lockouts_total{kind="address"} ` + want; err != nil || !strings.Contains(string(metrics), line+"\n") {
+			t.Errorf("%s /metrics lacks %q (%v)", p.id, line, err)
+		}
+	}
+	// node2's own address was charged nothing.
+	if status, page := post(n2, neighbour, "alice", "wonderland"); status != http.StatusOK || !strings.Contains(page, `name="consent"`) {
+		t.Fatalf("another client via %s: %d\n%s", n2.id, status, page)
 	}
 }
