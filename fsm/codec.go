@@ -17,7 +17,10 @@ var errShort = errors.New("fsm: truncated or malformed encoding")
 // the decoder allocate gigabytes.
 const maxString = 1 << 20
 
-type encoder struct{ b []byte }
+type encoder struct {
+	b       []byte
+	version byte // of the command being written
+}
 
 func (e *encoder) byte(v byte)      { e.b = append(e.b, v) }
 func (e *encoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
@@ -43,8 +46,9 @@ func (e *encoder) strings(list []string) {
 }
 
 type decoder struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	version byte // of the command being read
 }
 
 func (d *decoder) fail() {

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/hex"
 	"math"
 	"reflect"
 	"strings"
@@ -43,6 +44,7 @@ func sampleCommands() []Command {
 				RedirectURIs: []string{"https://a/cb", "", "https://b/cb"},
 				GrantTypes:   []string{"authorization_code", "refresh_token"},
 				Scopes:       []string{"openid"},
+				Introspect:   true,
 				CreatedAt:    math.MinInt64, UpdatedAt: math.MaxInt64,
 			},
 			Create: true, KeepSecret: true,
@@ -102,7 +104,12 @@ func TestDecodeRejectsTruncated(t *testing.T) {
 func TestDecodeRejectsVersionOpTrailing(t *testing.T) {
 	for _, c := range sampleCommands() {
 		b := Encode(c)
-		for _, v := range []byte{0, encodingVersion + 1, 0xff} {
+		// Unknown versions, and the known version Encode did not pick.
+		other := byte(encodingVersionFlags)
+		if b[0] == encodingVersionFlags {
+			other = encodingVersion
+		}
+		for _, v := range []byte{0, encodingVersionFlags + 1, 0xff, other} {
 			bad := append([]byte{v}, b[1:]...)
 			if _, err := Decode(bad); err == nil {
 				t.Errorf("%T: version %d accepted", c, v)
@@ -122,6 +129,79 @@ func TestDecodeRejectsVersionOpTrailing(t *testing.T) {
 		if _, err := Decode([]byte{encodingVersion, o, 0, 0, 0}); err == nil {
 			t.Errorf("unknown op %d with body accepted", o)
 		}
+	}
+}
+
+// v1PutClient is a PutClient as the version 1 encoder (before client
+// flags) wrote it; replicas' logs hold entries like it.
+const v1PutClient = "0107037376630f5265736f7572636520736572766572043a718774c572bd8a25adbeb1bfcd5c0256ae11cecf9f9c3f925d0e52beaf8900000112636c69656e745f63726564656e7469616c730104726561648080d0e2c6bfce972f80a8a69ccebfce972f0100"
+
+// TestClientFlagsEncoding: a client without flags is written exactly as
+// version 1 wrote it, so replicas that know only version 1 keep applying
+// it; one with Introspect set is written in version 2, and every command
+// has exactly one accepted encoding.
+func TestClientFlagsEncoding(t *testing.T) {
+	plain := &PutClient{Client: Client{ID: "svc", Name: "Resource server", SecretHash: HashOf("s"), GrantTypes: []string{"client_credentials"},
+		Scopes: []string{"read"}, CreatedAt: 1_700_000_000_000_000_000, UpdatedAt: 1_700_000_001_000_000_000}, Create: true}
+	old, _ := hex.DecodeString(v1PutClient)
+	if got := Encode(plain); !bytes.Equal(got, old) {
+		t.Fatalf("a client without flags encodes as\n%x\nnot as version 1 did\n%x", got, old)
+	}
+	c, err := Decode(old)
+	if err != nil || !reflect.DeepEqual(c, plain) {
+		t.Fatalf("version 1 PutClient: %v %#v", err, c)
+	}
+
+	rs := *plain
+	rs.Client.Introspect = true
+	b := Encode(&rs)
+	if b[0] != encodingVersionFlags {
+		t.Fatalf("a client with Introspect encodes in version %d", b[0])
+	}
+	// Version 2 is version 1 with the flags after UpdatedAt.
+	want := append([]byte{encodingVersionFlags}, old[1:len(old)-2]...)
+	want = append(want, clientFlagIntrospect, 1, 0)
+	if !bytes.Equal(b, want) {
+		t.Fatalf("version 2 PutClient\n%x\nwant\n%x", b, want)
+	}
+	if c, err := Decode(b); err != nil || !c.(*PutClient).Client.Introspect {
+		t.Fatalf("version 2 PutClient: %v %#v", err, c)
+	}
+	flags := func(f byte) []byte {
+		x := append([]byte(nil), b...)
+		x[len(x)-3] = f
+		return x
+	}
+	for name, bad := range map[string][]byte{
+		"version 2 with no flag set": flags(0),
+		"unknown flag":               flags(2),
+		"unknown flag high":          flags(0x40),
+		"version 1 with flags":       append([]byte{encodingVersion}, b[1:]...),
+		"version 2 without flags":    append([]byte{encodingVersionFlags}, old[1:]...),
+		"version 2 Noop":             {encodingVersionFlags, byte(opNoop)},
+		"version 2 DeleteClient":     append([]byte{encodingVersionFlags}, Encode(&DeleteClient{ClientID: "svc"})[1:]...),
+	} {
+		if c, err := Decode(bad); err == nil {
+			t.Errorf("%s: decoded as %#v", name, c)
+		}
+	}
+	// Applying either version does what it says.
+	f := New()
+	if r := f.Apply(1, old); r.Outcome != OK {
+		t.Fatal(r.Err())
+	}
+	if c, _ := f.Client("svc"); c.Introspect {
+		t.Error("version 1 client may introspect")
+	}
+	rs.Create = false
+	if r := f.Apply(2, Encode(&rs)); r.Outcome != OK {
+		t.Fatal(r.Err())
+	}
+	if c, _ := f.Client("svc"); !c.Introspect {
+		t.Error("Introspect lost on apply")
+	}
+	if g := roundTrip(t, f); func() bool { c, _ := g.Client("svc"); return !c.Introspect }() {
+		t.Error("Introspect lost in a snapshot")
 	}
 }
 
@@ -273,6 +353,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{encodingVersion})
 	f.Add([]byte{encodingVersion, byte(opPurge), 0x80, 0x00})
+	v1, _ := hex.DecodeString(v1PutClient)
+	f.Add(v1)
+	f.Add(append([]byte{encodingVersionFlags}, v1[1:]...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Decode(data)
 		if err != nil {

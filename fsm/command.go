@@ -27,10 +27,53 @@ const (
 	opNoop
 )
 
-// encodingVersion is the first byte of every encoded command. A replica
-// refuses (as BadCommand, changing nothing) a version it does not know, so
-// a rolling upgrade must deploy readers before writers.
-const encodingVersion = 1
+// The first byte of every encoded command is its encoding version. A
+// replica refuses (as BadCommand, changing nothing) a version it does not
+// know, so a rolling upgrade must deploy readers before writers.
+//
+// Encode writes the lowest version that can carry the command, so replicas
+// that know only version 1 keep applying every command that does not use a
+// later field; Decode accepts every version it knows but refuses a command
+// written in a higher version than it needs, so every command still has
+// exactly one encoding.
+const (
+	// encodingVersion (1) is the base every command is written in.
+	encodingVersion = 1
+	// encodingVersionFlags (2) adds a flags field (clientFlag*) to the
+	// client of a PutClient, written only when a flag is set.
+	encodingVersionFlags = 2
+)
+
+// Client flags, the flags field of a client in encoding version 2 and in
+// snapshots from version 3 on. A decoder refuses bits it does not know.
+const (
+	clientFlagIntrospect = 1 << iota
+	clientFlagsKnown     = clientFlagIntrospect
+)
+
+func clientFlags(c *Client) uint64 {
+	var f uint64
+	if c.Introspect {
+		f |= clientFlagIntrospect
+	}
+	return f
+}
+
+func setClientFlags(c *Client, f uint64) bool {
+	if f&^clientFlagsKnown != 0 {
+		return false
+	}
+	c.Introspect = f&clientFlagIntrospect != 0
+	return true
+}
+
+// versionOf is the encoding version Encode writes c in.
+func versionOf(c Command) byte {
+	if pc, ok := c.(*PutClient); ok && clientFlags(&pc.Client) != 0 {
+		return encodingVersionFlags
+	}
+	return encodingVersion
+}
 
 // TokenSpec is one token to create: its hash and expiry. A zero Hash means
 // "none".
@@ -202,7 +245,9 @@ func (c *RevokeClient) decode(d *decoder) { c.ClientID = d.string() }
 func (c *RevokeSubject) encode(e *encoder) { e.string(c.Tenant); e.string(c.Username) }
 func (c *RevokeSubject) decode(d *decoder) { c.Tenant, c.Username = d.string(), d.string() }
 
-func encodeClient(e *encoder, c *Client) {
+// encodeClient writes c; withFlags adds the flags field (command encoding
+// version 2, snapshot version 3).
+func encodeClient(e *encoder, c *Client, withFlags bool) {
 	e.string(c.ID)
 	e.string(c.Name)
 	e.hash(c.SecretHash)
@@ -212,6 +257,9 @@ func encodeClient(e *encoder, c *Client) {
 	e.strings(c.Scopes)
 	e.varint(c.CreatedAt)
 	e.varint(c.UpdatedAt)
+	if withFlags {
+		e.uvarint(clientFlags(c))
+	}
 }
 
 func decodeClient(d *decoder) Client {
@@ -221,11 +269,14 @@ func decodeClient(d *decoder) Client {
 	c.Public = d.bool()
 	c.RedirectURIs, c.GrantTypes, c.Scopes = d.strings(), d.strings(), d.strings()
 	c.CreatedAt, c.UpdatedAt = d.varint(), d.varint()
+	if d.version >= encodingVersionFlags && !setClientFlags(&c, d.uvarint()) {
+		d.fail()
+	}
 	return c
 }
 
 func (c *PutClient) encode(e *encoder) {
-	encodeClient(e, &c.Client)
+	encodeClient(e, &c.Client, e.version >= encodingVersionFlags)
 	e.bool(c.Create)
 	e.bool(c.KeepSecret)
 }
@@ -264,8 +315,8 @@ func (*Noop) decode(*decoder) {}
 // Encode returns the binary form of c: a version byte, an op byte, then the
 // command's fields.
 func Encode(c Command) []byte {
-	e := encoder{b: make([]byte, 0, 128)}
-	e.byte(encodingVersion)
+	e := encoder{b: make([]byte, 0, 128), version: versionOf(c)}
+	e.byte(e.version)
 	e.byte(byte(c.op()))
 	c.encode(&e)
 	return e.b
@@ -275,8 +326,9 @@ func Encode(c Command) []byte {
 // input is an error.
 func Decode(b []byte) (Command, error) {
 	d := decoder{b: b}
-	if v := d.byte(); d.err == nil && v != encodingVersion {
-		return nil, fmt.Errorf("fsm: unknown command encoding version %d", v)
+	d.version = d.byte()
+	if d.err == nil && d.version != encodingVersion && d.version != encodingVersionFlags {
+		return nil, fmt.Errorf("fsm: unknown command encoding version %d", d.version)
 	}
 	o := op(d.byte())
 	if d.err != nil {
@@ -317,6 +369,9 @@ func Decode(b []byte) (Command, error) {
 	}
 	if len(d.b) != 0 {
 		return nil, fmt.Errorf("fsm: decode command op %d: %d trailing bytes", o, len(d.b))
+	}
+	if v := versionOf(c); v != d.version {
+		return nil, fmt.Errorf("fsm: decode command op %d: encoding version %d where Encode writes %d", o, d.version, v)
 	}
 	return c, nil
 }

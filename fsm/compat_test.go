@@ -10,42 +10,52 @@ import (
 	"testing"
 )
 
-// testdata/snapshot-v1.bin is an image written by the version 1 writer (the
-// tree before snapshot version 2) after a 250-entry workload, and
-// snapshot-v1.lookups what that state answered: every token at four times,
-// the clients and the users. A node upgraded in place restores its old
-// snapshot, so the image must restore to exactly that.
-func TestRestoreVersion1Image(t *testing.T) {
-	img, err := os.ReadFile("testdata/snapshot-v1.bin")
-	if err != nil {
-		t.Fatal(err)
+// testdata/snapshot-vN.bin is an image written by the version N writer
+// (the tree before snapshot version N+1) after a workload, and
+// snapshot-vN.lookups what that state answered: every token at four times,
+// the clients and the users. The version 2 image also holds a grace retry
+// (an orphaned refresh token). A node upgraded in place restores its old
+// snapshot, so each image must restore to exactly that.
+func TestRestoreOlderImages(t *testing.T) {
+	for _, v := range []int{1, 2} {
+		t.Run(fmt.Sprint("version ", v), func(t *testing.T) {
+			img, err := os.ReadFile(fmt.Sprintf("testdata/snapshot-v%d.bin", v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if int(img[4]) != v {
+				t.Fatalf("golden image has version %d, want %d", img[4], v)
+			}
+			want, err := os.ReadFile(fmt.Sprintf("testdata/snapshot-v%d.lookups", v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := New()
+			if err := f.Restore(bytes.NewReader(img)); err != nil {
+				t.Fatalf("version %d image: %v", v, err)
+			}
+			checkInvariants(t, f)
+			got := renderGolden(t, f, string(want))
+			if got != string(want) {
+				t.Fatalf("restored version %d state differs:\n%s", v, diffLines(string(want), got))
+			}
+			for _, c := range f.Clients() {
+				if c.Introspect {
+					t.Errorf("client %q of a version %d image may introspect", c.ID, v)
+				}
+			}
+			// It snapshots again in the current version and round trips.
+			if img2 := snapshotBytes(t, f); img2[4] != snapshotVersion {
+				t.Fatalf("re-snapshot version %d", img2[4])
+			}
+			roundTrip(t, f)
+		})
 	}
-	if img[4] != 1 {
-		t.Fatalf("golden image has version %d, want 1", img[4])
-	}
-	want, err := os.ReadFile("testdata/snapshot-v1.lookups")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := New()
-	if err := f.Restore(bytes.NewReader(img)); err != nil {
-		t.Fatalf("version 1 image: %v", err)
-	}
-	checkInvariants(t, f)
-	got := renderV1(t, f, string(want))
-	if got != string(want) {
-		t.Fatalf("restored version 1 state differs:\n%s", diffLines(string(want), got))
-	}
-	// It snapshots again in the current version and round trips.
-	if img2 := snapshotBytes(t, f); img2[4] != snapshotVersion {
-		t.Fatalf("re-snapshot version %d", img2[4])
-	}
-	roundTrip(t, f)
 }
 
-// renderV1 lists f's answers in the golden file's format, for the tokens and
+// renderGolden lists f's answers in the golden file's format, for the tokens and
 // times the golden file names.
-func renderV1(t *testing.T, f *FSM, golden string) string {
+func renderGolden(t *testing.T, f *FSM, golden string) string {
 	t.Helper()
 	var nows []int64
 	var b strings.Builder

@@ -1159,7 +1159,7 @@ func (w *workload) next() Command {
 		return &RevokeSubject{Tenant: u[0], Username: u[1]}
 	case k < 866:
 		return &PutClient{Client: Client{ID: client, Name: fmt.Sprint("n", r.Intn(9)), SecretHash: HashOf(fmt.Sprint(r.Intn(9))),
-			RedirectURIs: []string{"https://app/cb0"}, CreatedAt: w.now, UpdatedAt: w.now}, Create: r.Intn(2) == 0, KeepSecret: r.Intn(2) == 0}
+			RedirectURIs: []string{"https://app/cb0"}, Introspect: r.Intn(2) == 0, CreatedAt: w.now, UpdatedAt: w.now}, Create: r.Intn(2) == 0, KeepSecret: r.Intn(2) == 0}
 	case k < 867:
 		return &DeleteClient{ClientID: client}
 	case k < 900:

@@ -10,10 +10,10 @@ import (
 	"slices"
 )
 
-// Snapshot format (version 2), all integers as in codec.go:
+// Snapshot format (version 3), all integers as in codec.go:
 //
 //	magic "TKDS", version byte, applied index
-//	clients:  count, then each client
+//	clients:  count, then each client with its flags (encodeClient)
 //	users:    count, then each user
 //	counters: count, then subject, count, last
 //	grants:   count, then id, client, tenant, username, scope, issuedAt,
@@ -26,9 +26,10 @@ import (
 //
 // Version 2 has the layout of version 1 and adds a record state, orphaned
 // (a refresh token a grace retry superseded): a version 1 reader would take
-// such a token for a live one, so it must refuse the image. Restore reads
-// both. A grant's spent lists (index.go) are not written: Restore rebuilds
-// them from the records.
+// such a token for a live one, so it must refuse the image. Version 3 adds
+// the clients' flags (Introspect). Restore reads all three; clients of
+// older images have no flags set. A grant's spent lists (index.go) are not
+// written: Restore rebuilds them from the records.
 //
 // Snapshot runs on the apply goroutine (raft never runs it concurrently
 // with Apply) and only clones: the 256 shard maps of value records
@@ -44,8 +45,10 @@ var snapshotMagic = [4]byte{'T', 'K', 'D', 'S'}
 // snapshotVersion is what WriteTo writes; Restore reads every version from
 // minSnapshotVersion on.
 const (
-	snapshotVersion    = 2
+	snapshotVersion    = 3
 	minSnapshotVersion = 1
+	// snapshotVersionFlags is the first version whose clients have flags.
+	snapshotVersionFlags = 3
 )
 
 // Snapshot is a point-in-time image of the state.
@@ -104,7 +107,7 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	e.uvarint(s.applied)
 	e.uvarint(uint64(len(s.clients)))
 	for _, c := range s.clients {
-		encodeClient(&e, c)
+		encodeClient(&e, c, true)
 		if err := flush(); err != nil {
 			return cw.n, err
 		}
@@ -326,13 +329,14 @@ func (f *FSM) readSnapshot(r *bufio.Reader) (uint64, error) {
 	if d.err == nil && magic != snapshotMagic {
 		return 0, errors.New("not a tokend snapshot")
 	}
-	if v := d.byte(); d.err == nil && (v < minSnapshotVersion || v > snapshotVersion) {
-		return 0, fmt.Errorf("unknown snapshot version %d", v)
+	version := d.byte()
+	if d.err == nil && (version < minSnapshotVersion || version > snapshotVersion) {
+		return 0, fmt.Errorf("unknown snapshot version %d", version)
 	}
 	applied := d.uvarint()
 
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
-		c := d.client()
+		c := d.client(version >= snapshotVersionFlags)
 		f.clients[c.ID] = &c
 	}
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
@@ -411,13 +415,16 @@ func (f *FSM) readSnapshot(r *bufio.Reader) (uint64, error) {
 	return applied, nil
 }
 
-func (d *streamDecoder) client() Client {
+func (d *streamDecoder) client(withFlags bool) Client {
 	var c Client
 	c.ID, c.Name = d.string(), d.string()
 	c.SecretHash = d.hash()
 	c.Public = d.byte() == 1
 	c.RedirectURIs, c.GrantTypes, c.Scopes = d.strings(), d.strings(), d.strings()
 	c.CreatedAt, c.UpdatedAt = d.varint(), d.varint()
+	if withFlags && !setClientFlags(&c, d.uvarint()) {
+		d.fail(errShort)
+	}
 	return c
 }
 

@@ -73,6 +73,7 @@ func newRichState(t *testing.T) *richState {
 		p, _ := e.issue(name, client, tenant, user, scope, t0)
 		add(name, p)
 	}
+	e.ok(&PutClient{Client: Client{ID: "rs", Name: "resource server", SecretHash: HashOf("rs"), Introspect: true, CreatedAt: t0}, Create: true})
 	iss("active", "c1", "t", "alice", "read write")
 	iss("cc", "c2", "", "", "api")
 	iss("rot", "c1", "t", "bob", "read write profile")

@@ -53,8 +53,11 @@ type Client struct {
 	RedirectURIs []string
 	GrantTypes   []string
 	Scopes       []string
-	CreatedAt    int64 // unix nanoseconds
-	UpdatedAt    int64
+	// Introspect marks a resource server: it may introspect every
+	// client's tokens. Any other client may introspect only its own.
+	Introspect bool
+	CreatedAt  int64 // unix nanoseconds
+	UpdatedAt  int64
 }
 
 // HasGrant reports whether the client is registered for grant type g.
