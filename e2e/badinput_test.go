@@ -18,7 +18,8 @@ import (
 func TestBadInputs(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, t.TempDir(), nodeOpts{})
-	svc := n.createClient(t, map[string]any{"name": "svc", "grant_types": []string{"client_credentials"}, "scopes": []string{"read"}})
+	// svc is a resource server: it introspects the other clients' tokens.
+	svc := n.createClient(t, map[string]any{"name": "svc", "introspect": true, "grant_types": []string{"client_credentials"}, "scopes": []string{"read"}})
 	web := n.createClient(t, map[string]any{"name": "web", "grant_types": []string{"password", "refresh_token"}, "scopes": []string{"read"}})
 	pub := n.createClient(t, map[string]any{"name": "spa", "public": true, "redirect_uris": []string{"https://spa.example/cb"}})
 	if pub.Secret != "" {

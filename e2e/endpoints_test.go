@@ -39,7 +39,8 @@ func TestEndpoints(t *testing.T) {
 	var seen secrets
 	seen.add(n.Admin)
 
-	svc := n.createClient(t, map[string]any{"name": "svc", "grant_types": []string{"client_credentials"}, "scopes": []string{"read", "write"}})
+	// svc is a resource server: it introspects the other clients' tokens.
+	svc := n.createClient(t, map[string]any{"name": "svc", "introspect": true, "grant_types": []string{"client_credentials"}, "scopes": []string{"read", "write"}})
 	web := n.createClient(t, map[string]any{"name": "web", "grant_types": []string{"password", "refresh_token"}, "scopes": []string{"read", "write", "admin"}})
 	seen.add(svc.Secret, web.Secret)
 	n.createUser(t, "", "alice", "alice-pw-1")
@@ -234,7 +235,8 @@ func TestEndpoints(t *testing.T) {
 		seen.add(tr.AccessToken, tr.RefreshToken)
 		for _, path := range []string{"/introspect", "/oauth/introspect"} {
 			for kind, tok := range map[string]string{"access_token": tr.AccessToken, "refresh_token": tr.RefreshToken} {
-				// The caller may be another confidential client (a resource server).
+				// The caller may be another confidential client registered as a
+				// resource server (TestIntrospectionRestricted covers the others).
 				r := n.postForm(t, path, url.Values{"token": {tok}}, []string{svc.ID, svc.Secret})
 				if r.Status != 200 || r.Header.Get("Cache-Control") != "no-store" {
 					t.Fatalf("%s: %d %s %v", path, r.Status, r.Body, r.Header)

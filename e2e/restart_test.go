@@ -86,7 +86,8 @@ func TestRestart(t *testing.T) {
 	// TrailingLogs follows SnapshotThreshold, so a forced snapshot
 	// truncates the log.
 	n := startNode(t, dir, nodeOpts{SnapshotThreshold: 16, RefreshGrace: -1})
-	svc := n.createClient(t, map[string]any{"name": "svc", "grant_types": []string{"client_credentials"}, "scopes": []string{"read", "write"}})
+	// svc is a resource server: it introspects the other clients' tokens.
+	svc := n.createClient(t, map[string]any{"name": "svc", "introspect": true, "grant_types": []string{"client_credentials"}, "scopes": []string{"read", "write"}})
 	web := n.createClient(t, map[string]any{"name": "web", "grant_types": []string{"password", "refresh_token"}, "scopes": []string{"read"}})
 	n.createUser(t, "", "alice", "alice-pw")
 	n.createUser(t, "acme", "bob", "bob-pw")

@@ -59,6 +59,9 @@ type clientRequest struct {
 	GrantTypes   []string `json:"grant_types"`
 	Scopes       []string `json:"scopes"`
 	Public       *bool    `json:"public"`
+	// Introspect registers a resource server, which may introspect every
+	// client's tokens (introspect.go).
+	Introspect bool `json:"introspect"`
 }
 
 type clientView struct {
@@ -69,13 +72,14 @@ type clientView struct {
 	GrantTypes   []string `json:"grant_types"`
 	Scopes       []string `json:"scopes"`
 	Public       bool     `json:"public"`
+	Introspect   bool     `json:"introspect"`
 	CreatedAt    string   `json:"created_at"`
 	UpdatedAt    string   `json:"updated_at,omitempty"`
 }
 
 func viewClient(c *fsm.Client, secret string) clientView {
 	v := clientView{
-		ClientID: c.ID, ClientSecret: secret, Name: c.Name, Public: c.Public,
+		ClientID: c.ID, ClientSecret: secret, Name: c.Name, Public: c.Public, Introspect: c.Introspect,
 		RedirectURIs: nonNil(c.RedirectURIs), GrantTypes: nonNil(c.GrantTypes), Scopes: nonNil(c.Scopes),
 		CreatedAt: time.Unix(0, c.CreatedAt).UTC().Format(time.RFC3339),
 	}
@@ -101,6 +105,10 @@ func (req *clientRequest) validate() (fsm.Client, error) {
 	c := fsm.Client{Name: strings.TrimSpace(req.Name)}
 	if req.Public != nil {
 		c.Public = *req.Public
+	}
+	c.Introspect = req.Introspect
+	if c.Public && c.Introspect {
+		return c, invalidRequest("public clients cannot introspect")
 	}
 	if c.Name == "" || len(c.Name) > 200 {
 		return c, invalidRequest("name is required (at most 200 characters)")

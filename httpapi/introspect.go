@@ -21,7 +21,10 @@ type introspection struct {
 }
 
 // introspect serves POST /introspect (RFC 7662) from local memory. Callers
-// authenticate as confidential clients.
+// authenticate as confidential clients, and learn about a token only if it
+// is their own or they are registered as a resource server (Introspect):
+// anyone else gets {"active":false}, exactly as for an unknown token, so
+// one client cannot read another's users and tenants (RFC 7662 §4).
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	if s.unready(w, r) {
 		return
@@ -52,7 +55,7 @@ func (s *Server) introspectRequest(w http.ResponseWriter, r *http.Request) (intr
 		return introspection{}, invalidRequest("token is required")
 	}
 	t, ok := s.fsm.Lookup(fsm.HashOf(raw), s.now().UnixNano())
-	if !ok || t.Kind == fsm.KindCode {
+	if !ok || t.Kind == fsm.KindCode || (t.ClientID != c.ID && !c.Introspect) {
 		return introspection{Active: false}, nil
 	}
 	return introspection{
