@@ -36,6 +36,7 @@ func adminCommand(ctx context.Context, group string, args []string, stdout, stde
 	fs.Var(&o.grants, "grant", "client: grant type (repeatable): authorization_code, implicit, password, client_credentials, refresh_token")
 	fs.Var(&o.scopes, "scope", "client: scope (repeatable)")
 	fs.BoolVar(&o.public, "public", false, "client: public client (no secret, PKCE required)")
+	fs.BoolVar(&o.introspect, "introspect", false, "client: a resource server, which may introspect every client's tokens (others only their own); client update without it clears it")
 	fs.StringVar(&o.tenant, "tenant", "default", "user: tenant")
 	fs.StringVar(&o.username, "username", "", "user: user name")
 	fs.StringVar(&o.password, "password", "", "user: password (or TOKEND_PASSWORD)")
@@ -79,7 +80,7 @@ var verbs = map[string][]string{
 type adminOpts struct {
 	name, tenant, username, password, client, user string
 	redirects, grants, scopes                      listFlag
-	public                                         bool
+	public, introspect                             bool
 }
 
 // request maps a subcommand to its admin API call.
@@ -91,7 +92,7 @@ func (o *adminOpts) request(group, verb string, fs *flag.FlagSet) (method, path 
 		return fs.Arg(0), nil
 	}
 	clientBody := func() map[string]any {
-		return map[string]any{"name": o.name, "redirect_uris": o.redirects, "grant_types": o.grants, "scopes": o.scopes, "public": o.public}
+		return map[string]any{"name": o.name, "redirect_uris": o.redirects, "grant_types": o.grants, "scopes": o.scopes, "public": o.public, "introspect": o.introspect}
 	}
 	userPath := func(s string) (string, error) {
 		tenant, name, ok := strings.Cut(s, "/")
