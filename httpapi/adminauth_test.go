@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -332,5 +333,33 @@ func TestThrottleKey(t *testing.T) {
 	}
 	if a, b := throttleKey("2001:db8::1"), throttleKey("2001:db8:0:1::1"); a == b {
 		t.Errorf("two /64s, one key: %s", a)
+	}
+}
+
+// TestAdminThrottleBehindTrustedProxy: behind a trusted reverse proxy the
+// throttle counts the client the proxy names, so one guesser cannot lock
+// the operator out through the shared proxy address.
+func TestAdminThrottleBehindTrustedProxy(t *testing.T) {
+	e := newAdminEnv(t, true)
+	e.s.cfg.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}
+	h := e.s.AdminHandler()
+	via := func(client, token string) int {
+		req := httptest.NewRequest(http.MethodGet, "/admin/clients", nil)
+		req.RemoteAddr = "10.0.0.1:50000"
+		req.Header.Set("X-Forwarded-For", client)
+		req.Header.Set("Authorization", "Bearer "+token)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for i := 0; i < adminFailLimit; i++ {
+		e.clock.Add(time.Second)
+		via("198.51.100.66", "wrong-token")
+	}
+	if code := via("198.51.100.66", testAdminToken); code != http.StatusTooManyRequests {
+		t.Fatalf("the guesser behind the proxy: %d, want 429", code)
+	}
+	if code := via("198.51.100.7", testAdminToken); code != http.StatusOK {
+		t.Fatalf("the operator behind the same proxy: %d, want 200", code)
 	}
 }
