@@ -4,6 +4,9 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"net/url"
+	"strconv"
+	"strings"
 	"unsafe"
 )
 
@@ -63,8 +66,51 @@ type Client struct {
 // HasGrant reports whether the client is registered for grant type g.
 func (c *Client) HasGrant(g string) bool { return contains(c.GrantTypes, g) }
 
-// HasRedirectURI reports whether uri exactly matches a registered one.
-func (c *Client) HasRedirectURI(uri string) bool { return contains(c.RedirectURIs, uri) }
+// HasRedirectURI reports whether uri matches a registered one: exactly, or,
+// for an http URI to a loopback IP literal (127.0.0.1 or [::1]), exactly
+// but for the port. A native app listens on whatever port the system
+// gives it at run time, so RFC 8252 §7.3 requires any port to be allowed
+// there; "localhost" gets no such leeway (§8.3: it may not resolve to
+// loopback).
+func (c *Client) HasRedirectURI(uri string) bool {
+	if contains(c.RedirectURIs, uri) {
+		return true
+	}
+	want, ok := loopbackWithoutPort(uri)
+	if !ok {
+		return false
+	}
+	for _, r := range c.RedirectURIs {
+		if got, ok := loopbackWithoutPort(r); ok && got == want {
+			return true
+		}
+	}
+	return false
+}
+
+// loopbackWithoutPort returns uri with its port removed when uri is an
+// http URI to a loopback IP literal with nothing unusual in it.
+func loopbackWithoutPort(uri string) (string, bool) {
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "http" || u.User != nil || u.Fragment != "" || u.Opaque != "" {
+		return "", false
+	}
+	switch u.Hostname() {
+	case "127.0.0.1", "::1":
+	default:
+		return "", false
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != p {
+			return "", false
+		}
+	}
+	u.Host = u.Hostname()
+	if strings.Contains(u.Host, ":") {
+		u.Host = "[" + u.Host + "]"
+	}
+	return u.String(), true
+}
 
 // User is a resource owner inside a tenant.
 type User struct {

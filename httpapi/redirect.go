@@ -23,8 +23,9 @@ import (
 // user information. Scripting and local schemes (javascript:, data:,
 // vbscript:, file:, ...) are refused by name, and so is any other scheme
 // without a dot. /authorize matches the registered URI exactly
-// (fsm.Client.HasRedirectURI), so what is checked here is exactly what
-// the browser is sent to.
+// (fsm.Client.HasRedirectURI), but for the port of a loopback IP literal
+// (RFC 8252 §7.3), so what is checked here is what the browser is sent
+// to.
 
 // maxRedirectURI bounds one redirect URI; the browser is sent to it with
 // a code, state and iss added.
