@@ -28,6 +28,10 @@ type FSM struct {
 	scopes    map[string]*string // narrowed scopes, shared by the records using them
 
 	applied atomic.Uint64
+	// For metrics, readable at any time: len(grants) after every change,
+	// and tokens dropped by purges since the process started.
+	nGrants atomic.Int64
+	purged  atomic.Uint64
 }
 
 type userKey struct{ tenant, username string }
@@ -186,6 +190,7 @@ func (f *FSM) issueGrant(index uint64, c *IssueGrant) Result {
 // indexGrant records g under its id, its client and its user.
 func (f *FSM) indexGrant(g *grant) {
 	f.grants[g.id] = g
+	f.nGrants.Store(int64(len(f.grants)))
 	pushGrant(f.byClient, g.clientID, g, clientList)
 	if g.username != "" {
 		pushGrant(f.bySubject, userKey{g.tenant, g.username}, g, userList)
@@ -449,6 +454,7 @@ func (f *FSM) revokeGrant(g *grant) {
 
 func (f *FSM) forgetGrant(g *grant) {
 	delete(f.grants, g.id)
+	f.nGrants.Store(int64(len(f.grants)))
 	unlinkGrant(f.byClient, g.clientID, g, clientList)
 	if g.username != "" {
 		unlinkGrant(f.bySubject, userKey{g.tenant, g.username}, g, userList)
@@ -594,6 +600,7 @@ func (f *FSM) purge(now int64) uint64 {
 			sp.orphans = f.keepIndexed(sp.orphans)
 		}
 	}
+	f.purged.Add(n)
 	return n
 }
 
@@ -691,6 +698,29 @@ func (f *FSM) IssueCount(subject string) (count uint64, last int64) {
 // LiveTokens is the number of tokens and codes held in memory (including
 // superseded refresh tokens and redeemed codes kept for reuse detection).
 func (f *FSM) LiveTokens() int { return f.tokens.len() }
+
+// LiveGrants is the number of grants held in memory: those with a token or
+// code left that neither expired (and was purged) nor was revoked.
+func (f *FSM) LiveGrants() int { return int(f.nGrants.Load()) }
+
+// ClientCount and UserCount are the numbers of registered clients and
+// users.
+func (f *FSM) ClientCount() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.clients)
+}
+
+func (f *FSM) UserCount() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return len(f.users)
+}
+
+// PurgedTokens is the number of tokens and codes this process dropped in
+// purges (expired ones, and redeemed codes whose grant held nothing else),
+// counting purges replayed from the log at start-up.
+func (f *FSM) PurgedTokens() uint64 { return f.purged.Load() }
 
 // ScopeSubset reports whether every space-separated scope in want is in
 // have. It allocates nothing, since /validate calls it per request.

@@ -217,6 +217,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	f.clients, f.users, f.counters = fresh.clients, fresh.users, fresh.counters
 	f.mu.Unlock()
 	f.grants, f.byClient, f.bySubject, f.interned = fresh.grants, fresh.byClient, fresh.bySubject, fresh.interned
+	f.nGrants.Store(int64(len(f.grants)))
 	for i := range f.tokens.shards {
 		s := &f.tokens.shards[i]
 		s.mu.Lock()
