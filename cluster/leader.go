@@ -120,6 +120,7 @@ func (n *Node) becomeLeader() {
 	if old := n.leader.Swap(ls); old != nil {
 		old.cancel()
 	}
+	n.metrics.becameLeader.Inc()
 	n.log.Info("cluster: became leader", "term", ls.term)
 	n.wg.Add(2)
 	go n.leaderLoop(ctx, ls)
@@ -246,6 +247,8 @@ func (n *Node) applyLeader(ctx context.Context, cmd []byte) (fsm.Result, error) 
 // reported applied >= index. Holders that fall behind stop counting when
 // their lease expires, so the wait is bounded by one lease length.
 func (n *Node) waitVisible(ctx context.Context, ls *leaderState, index uint64) error {
+	start := time.Now()
+	defer func() { n.metrics.visibility.Observe(time.Since(start).Seconds()) }()
 	if d := time.Until(ls.writesAt); d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -290,7 +293,9 @@ func (n *Node) waitVisible(ctx context.Context, ls *leaderState, index uint64) e
 func (n *Node) grantLease(req leaseRequest) leaseResponse {
 	ls := n.leader.Load()
 	if ls == nil || n.raft.State() != raft.Leader || n.raft.CurrentTerm() != ls.term {
-		return leaseResponse{Reason: "not leader"}
+		resp := leaseResponse{Reason: "not leader"}
+		n.metrics.observeLease(resp)
+		return resp
 	}
 	resp := leaseResponse{Term: ls.term, Leader: n.cfg.NodeID}
 	mayServe := ls.mayServe(n.sinceStart())
@@ -321,6 +326,7 @@ func (n *Node) grantLease(req leaseRequest) leaseResponse {
 	}
 	ls.mu.Unlock()
 	ls.changed.notify()
+	n.metrics.observeLease(resp)
 	return resp
 }
 
@@ -346,6 +352,7 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (fsm.Result, error) {
 			lastErr = ErrNoLeader
 		} else if addr := n.leaderAddr(); addr != "" && n.rpc != nil {
 			res, safe, err := n.forward(ctx, addr, cmd)
+			n.metrics.observeForward(err, safe)
 			if err == nil {
 				// Our own reads need a lease, and the leader waited for
 				// every lease holder; still, waiting here (briefly) lets a

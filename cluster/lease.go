@@ -115,12 +115,19 @@ func (n *Node) leaseLoop() {
 	t := time.NewTicker(leaseRenew)
 	defer t.Stop()
 	var lastReason string
+	var expired int64 // the lease end last counted as an expiry
 	for {
 		select {
 		case <-n.shutdownCh:
 			return
 		case <-t.C:
 		case <-n.pushCh:
+		}
+		// A lease that ran out is noticed here, before any renewal in
+		// this round could extend it.
+		if u := n.lease.until.Load(); u != 0 && u != expired && u <= n.sinceStart() {
+			n.metrics.leaseExpiries.Inc()
+			expired = u
 		}
 		if n.raft.State() == raft.Leader {
 			continue
@@ -137,8 +144,12 @@ func (n *Node) leaseLoop() {
 			resp, err = decodeLeaseResponse(b)
 		}
 		reason := resp.Reason
-		if err != nil {
+		switch {
+		case err != nil:
 			reason = err.Error()
+			n.metrics.leaseRenewFailures.WithLabelValues("error").Inc()
+		case !resp.Granted:
+			n.metrics.leaseRenewFailures.WithLabelValues("refused").Inc()
 		}
 		if reason != lastReason && reason != "" {
 			n.log.Debug("cluster: lease not renewed", "reason", reason)

@@ -1,25 +1,117 @@
 package cluster
 
 import (
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// metrics are the node's Prometheus collectors. They are created before
+// Raft starts (the FSM goroutine, the lease loop and snapshots observe
+// them from the first moment) and registered once the node is up. No label
+// ever carries a token, a secret, a user name or a peer's address: labels
+// are fixed sets of words (path, result, reason).
 type metrics struct {
 	reg        prometheus.Registerer
 	collectors []prometheus.Collector
+
 	apply      *prometheus.HistogramVec
+	batchSizes prometheus.Histogram
+	// visibility is the time applyLeader spends in waitVisible: the
+	// office wait of a new leader plus waiting for lease holders.
+	visibility prometheus.Histogram
+	forwarded  *prometheus.CounterVec
+
+	// On the leader: lease renewals granted and refused (by reason).
+	leaseGrants   prometheus.Counter
+	leaseRefusals *prometheus.CounterVec
+	// On a holder: renewals that failed (refused or error) and leases
+	// that ran out before a renewal arrived.
+	leaseRenewFailures *prometheus.CounterVec
+	leaseExpiries      prometheus.Counter
+
+	becameLeader prometheus.Counter
+
+	snapCapture prometheus.Histogram
+	snapPersist *prometheus.HistogramVec
+	snapSize    prometheus.Gauge
 }
 
-func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
-	m := &metrics{reg: reg}
+// leaseRefusalReasons are the label values of
+// tokend_cluster_lease_refusals_total: grantLease's reasons with spaces
+// as underscores, and "other" for any reason not listed.
+var leaseRefusalReasons = []string{"not_leader", "leader_not_ready", "leadership_not_confirmed", "stale_leader", "behind", "other"}
+
+func newMetrics(n *Node) *metrics {
+	m := &metrics{}
 	m.apply = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "tokend_cluster_apply_seconds",
-		Help:    "Time for Apply to make a write visible cluster-wide, by path (leader, forward) and result.",
+		Help:    "Time for Apply to make a write visible cluster-wide, by path (leader, forward, none) and result.",
 		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
 	}, []string{"path", "result"})
+	m.batchSizes = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tokend_raft_apply_batch_size",
+		Help:    "Log entries handed to the state machine per apply batch.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+	})
+	m.visibility = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tokend_cluster_visibility_wait_seconds",
+		Help:    "On the leader: time a committed write waited before acknowledgement for every read-lease holder to apply it (and, in a new term, for earlier leases to run out).",
+		Buckets: []float64{.0001, .00025, .0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+	})
+	m.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokend_cluster_forwarded_writes_total",
+		Help: "Writes this node forwarded to the leader, by result: ok; retried (not proposed, tried again); failed (outcome unknown, returned to the caller).",
+	}, []string{"result"})
+	m.leaseGrants = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tokend_cluster_lease_grants_total",
+		Help: "On the leader: read-lease renewals granted.",
+	})
+	m.leaseRefusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokend_cluster_lease_refusals_total",
+		Help: "On the leader: read-lease renewals refused, by reason (not_leader, leader_not_ready, leadership_not_confirmed, stale_leader, behind).",
+	}, []string{"reason"})
+	m.leaseRenewFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokend_cluster_lease_renew_failures_total",
+		Help: "On a follower: read-lease renewals that failed: reason=refused (the leader said no), reason=error (no answer).",
+	}, []string{"reason"})
+	m.leaseExpiries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tokend_cluster_lease_expiries_total",
+		Help: "On a follower: read leases that ran out before a renewal (the node answered 503 to validations until the next grant).",
+	})
+	m.becameLeader = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "tokend_raft_became_leader_total",
+		Help: "Times this node took office as Raft leader; summed over nodes, the cluster's leader changes.",
+	})
+	m.snapCapture = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tokend_raft_snapshot_capture_seconds",
+		Help:    "Time the state machine was held capturing a snapshot image (applies wait meanwhile).",
+		Buckets: prometheus.ExponentialBuckets(.0001, 4, 10),
+	})
+	m.snapPersist = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tokend_raft_snapshot_persist_seconds",
+		Help:    "Time to encode and write a snapshot to disk, by result.",
+		Buckets: prometheus.ExponentialBuckets(.001, 4, 10),
+	}, []string{"result"})
+	m.snapSize = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "tokend_raft_snapshot_size_bytes",
+		Help: "Size of the last snapshot this node wrote (0 until it writes one).",
+	})
+	for _, r := range []string{"ok", "retried", "failed"} {
+		m.forwarded.WithLabelValues(r)
+	}
+	for _, r := range leaseRefusalReasons {
+		m.leaseRefusals.WithLabelValues(r)
+	}
+	for _, r := range []string{"refused", "error"} {
+		m.leaseRenewFailures.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "error"} {
+		m.snapPersist.WithLabelValues(r)
+	}
+
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
@@ -29,9 +121,12 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 		}
 		return 0
 	}
+	// The gauge functions run at scrape time only, after New returned, so
+	// n.raft is set.
 	m.collectors = []prometheus.Collector{
-		m.apply,
-		n.batchSizes,
+		m.apply, m.batchSizes, m.visibility, m.forwarded,
+		m.leaseGrants, m.leaseRefusals, m.leaseRenewFailures, m.leaseExpiries,
+		m.becameLeader, m.snapCapture, m.snapPersist, m.snapSize,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tokend_cluster_internal_refused_total",
 			Help: "Connections to the internal port refused at the TLS handshake (no or untrusted certificate).",
@@ -46,6 +141,15 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 		gauge("tokend_raft_term", "Current Raft term.", func() float64 { return float64(n.raft.CurrentTerm()) }),
 		gauge("tokend_raft_commit_index", "Raft commit index.", func() float64 { return float64(n.raft.CommitIndex()) }),
 		gauge("tokend_raft_applied_index", "Highest log index applied to the local state machine.", func() float64 { return float64(n.applied.Load()) }),
+		gauge("tokend_raft_last_contact_seconds", "Seconds since this node last heard from a leader: 0 on the leader; since the node started when it never has.", func() float64 {
+			if n.raft.State() == raft.Leader {
+				return 0
+			}
+			if t := n.raft.LastContact(); !t.IsZero() {
+				return time.Since(t).Seconds()
+			}
+			return time.Since(n.started).Seconds()
+		}),
 		gauge("tokend_cluster_read_ready", "1 when this node may answer validations (leader ready, or read lease held).", func() float64 { return b(n.ReadReady() == nil) }),
 		gauge("tokend_cluster_lease_holders", "On the leader: nodes holding an unexpired read lease.", func() float64 {
 			ls := n.leader.Load()
@@ -63,14 +167,20 @@ func newMetrics(n *Node, reg prometheus.Registerer) *metrics {
 			return float64(c)
 		}),
 	}
-	if reg != nil {
-		for _, c := range m.collectors {
-			if err := reg.Register(c); err != nil {
-				n.log.Warn("cluster: metric not registered", "err", err)
-			}
+	return m
+}
+
+// register adds the collectors to reg (nil: none).
+func (m *metrics) register(reg prometheus.Registerer, n *Node) {
+	if reg == nil {
+		return
+	}
+	m.reg = reg
+	for _, c := range m.collectors {
+		if err := reg.Register(c); err != nil {
+			n.log.Warn("cluster: metric not registered", "err", err)
 		}
 	}
-	return m
 }
 
 func (m *metrics) observeApply(path string, start time.Time, err error) {
@@ -84,11 +194,40 @@ func (m *metrics) observeApply(path string, start time.Time, err error) {
 	m.apply.WithLabelValues(path, result).Observe(time.Since(start).Seconds())
 }
 
+// observeLease counts the leader's answer to a renewal.
+func (m *metrics) observeLease(resp leaseResponse) {
+	if resp.Granted {
+		m.leaseGrants.Inc()
+		return
+	}
+	reason := strings.ReplaceAll(resp.Reason, " ", "_")
+	for _, r := range leaseRefusalReasons {
+		if r == reason {
+			m.leaseRefusals.WithLabelValues(reason).Inc()
+			return
+		}
+	}
+	m.leaseRefusals.WithLabelValues("other").Inc()
+}
+
 func (m *metrics) unregister() {
 	if m.reg == nil {
 		return
 	}
 	for _, c := range m.collectors {
 		m.reg.Unregister(c)
+	}
+}
+
+// observeForward counts one forwarding attempt: safe errors mean nothing
+// was proposed and Apply tries again.
+func (m *metrics) observeForward(err error, safe bool) {
+	switch {
+	case err == nil:
+		m.forwarded.WithLabelValues("ok").Inc()
+	case safe:
+		m.forwarded.WithLabelValues("retried").Inc()
+	default:
+		m.forwarded.WithLabelValues("failed").Inc()
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokend/tokend/fsm"
 )
@@ -60,7 +59,6 @@ type Node struct {
 	notifyCh    chan bool
 	reconcileCh chan struct{}
 	metrics     *metrics
-	batchSizes  prometheus.Histogram
 	// started anchors sinceStart, a monotonic clock that can be stored
 	// in an atomic.
 	started time.Time
@@ -96,14 +94,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		reconcileCh:  make(chan struct{}, 1),
 		shutdownCh:   make(chan struct{}),
 		shutdownDone: make(chan struct{}),
-		// Created before Raft starts: the FSM goroutine observes it from
-		// the first replayed batch on.
-		batchSizes: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "tokend_raft_apply_batch_size",
-			Help:    "Log entries handed to the state machine per apply batch.",
-			Buckets: prometheus.ExponentialBuckets(1, 2, 10),
-		}),
 	}
+	// Created before Raft starts: the FSM goroutine observes them from
+	// the first replayed batch on; registered once the node is up.
+	n.metrics = newMetrics(n)
 	n.stopCtx, n.stop = context.WithCancel(context.Background())
 	n.applied.Store(cfg.FSM.AppliedIndex())
 	if err := n.openRaft(); err != nil {
@@ -135,7 +129,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	// Started last: the leader loop uses n.ml. NotifyCh is buffered.
 	n.wg.Add(1)
 	go n.watchLeadership()
-	n.metrics = newMetrics(n, cfg.Registerer)
+	n.metrics.register(cfg.Registerer, n)
 	return n, nil
 }
 
@@ -308,7 +302,7 @@ type raftFSM struct{ n *Node }
 func (a *raftFSM) Apply(l *raft.Log) any { return a.ApplyBatch([]*raft.Log{l})[0] }
 
 func (a *raftFSM) ApplyBatch(logs []*raft.Log) []any {
-	a.n.batchSizes.Observe(float64(len(logs)))
+	a.n.metrics.batchSizes.Observe(float64(len(logs)))
 	out := make([]any, len(logs))
 	var last uint64
 	for i, l := range logs {
@@ -329,7 +323,10 @@ func (a *raftFSM) ApplyBatch(logs []*raft.Log) []any {
 }
 
 func (a *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
-	return fsmSnapshot{a.n.fsm.Snapshot()}, nil
+	start := time.Now()
+	s := a.n.fsm.Snapshot()
+	a.n.metrics.snapCapture.Observe(time.Since(start).Seconds())
+	return fsmSnapshot{s, a.n.metrics}, nil
 }
 
 func (a *raftFSM) Restore(rc io.ReadCloser) error {
@@ -342,10 +339,24 @@ func (a *raftFSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type fsmSnapshot struct{ s *fsm.Snapshot }
+type fsmSnapshot struct {
+	s *fsm.Snapshot
+	m *metrics
+}
 
-func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := s.s.WriteTo(sink); err != nil {
+func (s fsmSnapshot) Persist(sink raft.SnapshotSink) (err error) {
+	start := time.Now()
+	var size int64
+	defer func() {
+		result := "ok"
+		if err != nil {
+			result = "error"
+		} else {
+			s.m.snapSize.Set(float64(size))
+		}
+		s.m.snapPersist.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	}()
+	if size, err = s.s.WriteTo(sink); err != nil {
 		sink.Cancel()
 		return err
 	}
