@@ -3,9 +3,11 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"strconv"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -46,7 +48,48 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 		return
 	}
 	// hclog passes errors and addresses as values; slog formats them.
-	h.l.Log(context.Background(), lv, msg, args...)
+	h.l.Log(context.Background(), lv, msg, slogArgs(args)...)
+}
+
+// slogArgs renders hclog's value wrappers (raft logs its configuration
+// as hclog.Fmt("%+v", servers)) the way hclog would, instead of as the
+// bare slices and integers they are.
+func slogArgs(args []any) []any {
+	var out []any
+	for i, a := range args {
+		var s string
+		switch v := a.(type) {
+		case hclog.Format:
+			if len(v) > 0 {
+				if f, ok := v[0].(string); ok {
+					s = fmt.Sprintf(f, v[1:]...)
+					break
+				}
+			}
+			s = fmt.Sprint(v...)
+		case hclog.Hex:
+			s = "0x" + strconv.FormatUint(uint64(v), 16)
+		case hclog.Octal:
+			s = "0" + strconv.FormatUint(uint64(v), 8)
+		case hclog.Binary:
+			s = "0b" + strconv.FormatUint(uint64(v), 2)
+		case hclog.Quote:
+			s = strconv.Quote(string(v))
+		default:
+			if out != nil {
+				out = append(out, a)
+			}
+			continue
+		}
+		if out == nil {
+			out = append(make([]any, 0, len(args)), args[:i]...)
+		}
+		out = append(out, s)
+	}
+	if out == nil {
+		return args
+	}
+	return out
 }
 
 func (h *hclogAdapter) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }
@@ -67,7 +110,7 @@ func (h *hclogAdapter) IsError() bool { return h.enabled(hclog.Error) }
 func (h *hclogAdapter) ImpliedArgs() []any { return h.implied }
 
 func (h *hclogAdapter) With(args ...any) hclog.Logger {
-	return &hclogAdapter{l: h.l.With(args...), name: h.name, implied: append(append([]any(nil), h.implied...), args...)}
+	return &hclogAdapter{l: h.l.With(slogArgs(args)...), name: h.name, implied: append(append([]any(nil), h.implied...), args...)}
 }
 
 func (h *hclogAdapter) Name() string { return h.name }
