@@ -46,11 +46,23 @@ func newMetrics(reg *prometheus.Registry, f *fsm.FSM) (*metrics, error) {
 			Help: "Requests to the admin surface refused with 429 because their address failed to authenticate too often.",
 		}),
 	}
-	live := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "tokend_live_tokens",
-		Help: "Tokens and codes held in memory.",
-	}, func() float64 { return float64(f.LiveTokens()) })
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.adminAuthFailures, m.adminThrottled, live} {
+	// The state machine's sizes: each is O(1) (a length read under a lock
+	// or an atomic) except tokend_live_tokens, which sums 256 shard
+	// lengths.
+	gauge := func(name, help string, f func() int) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return float64(f()) })
+	}
+	state := []prometheus.Collector{
+		gauge("tokend_live_tokens", "Tokens and codes held in memory (including superseded refresh tokens and redeemed codes kept for reuse detection).", f.LiveTokens),
+		gauge("tokend_live_grants", "Grants held in memory: those with a token or code not yet purged or revoked.", f.LiveGrants),
+		gauge("tokend_clients", "Registered OAuth clients.", f.ClientCount),
+		gauge("tokend_users", "Registered users.", f.UserCount),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "tokend_purged_tokens_total",
+			Help: "Expired tokens and codes this node's state machine dropped in purges since the process started (including purges replayed from the log).",
+		}, func() float64 { return float64(f.PurgedTokens()) }),
+	}
+	for _, c := range append([]prometheus.Collector{m.requests, m.latency, m.adminAuthFailures, m.adminThrottled}, state...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
