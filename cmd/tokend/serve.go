@@ -47,7 +47,7 @@ type serveConfig struct {
 	cookieSecure                   bool
 	dev                            bool
 	leaveOnTerminate               bool
-	logLevel                       string
+	logLevel, logFormat            string
 	devTempDir                     string // removed on exit
 
 	// fileKeys are the keys read from --cluster-key-file, primary first.
@@ -106,6 +106,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.BoolVar(&c.dev, "dev", false, "single dev node on loopback: a fresh temporary data dir, seeds a demo client and user, prints curl lines (command line only: TOKEND_DEV is not read)")
 	fs.BoolVar(&c.leaveOnTerminate, "leave-on-terminate", false, "leave the cluster gracefully on SIGINT/SIGTERM")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "text (logfmt-style key=value lines) or json (one JSON object a line, for log shippers); Raft's and gossip's logs too")
 	// --dev has no environment twin: an exported TOKEND_DEV must not
 	// turn a node into one with a known password (checkDevEnv).
 	if err := parseWithEnv(fs, args, "dev"); err != nil {
@@ -284,12 +285,22 @@ func (c *serveConfig) key() ([]byte, error) {
 	return k, nil
 }
 
-func newLogger(level string, w io.Writer) (*slog.Logger, error) {
+// newLogger builds the process's logger: every line on stderr, tokend's
+// own and (through cluster's hclog adapter) Raft's and memberlist's, goes
+// through it, so --log-format json makes each line one JSON object.
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is neither text nor json", format)
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -297,7 +308,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(c.logLevel, stderr)
+	log, err := newLogger(c.logLevel, c.logFormat, stderr)
 	if err != nil {
 		return err
 	}
