@@ -29,6 +29,7 @@ Usage:
   tokend user create|delete|set-password [flags]
   tokend revoke --client ID | --user TENANT/USERNAME
   tokend cluster status|leave
+  tokend recover --peers ID=HOST:PORT[,...] lost quorum: reconfigure a stopped survivor
   tokend version
 
 Every flag also reads TOKEND_<FLAG_IN_UPPER_SNAKE> from the environment;
@@ -59,6 +60,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, rest, stdout, stderr)
 	case "client", "user", "revoke", "cluster":
 		return adminCommand(ctx, cmd, rest, stdout, stderr)
+	case "recover":
+		return recoverCmd(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "tokend", version)
 		return nil
