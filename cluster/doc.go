@@ -8,7 +8,7 @@
 // Everything nodes say to each other, except gossip, crosses one TCP port,
 // RaftAddr (mux.go): Raft's own NetworkTransport and a small binary RPC
 // (rpc.go: forwarded writes, lease reports, leave, sign-in hand-off, a
-// ping), told apart by a first byte read only after a TLS 1.3 handshake in
+// ping, forwarded backup restores: backup.go), told apart by a first byte read only after a TLS 1.3 handshake in
 // which both sides presented certificates chaining to the cluster's CA
 // (pki.go). That CA is derived from the cluster key (HKDF-SHA256 with salt
 // "tokend cluster CA v1" gives an Ed25519 seed; the self-signed CA has

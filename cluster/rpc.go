@@ -36,6 +36,7 @@ const (
 	opLeave   byte = 3 // payload: node id to remove
 	opHandOff byte = 4 // payload: HTTP/1.1 request; answer: HTTP/1.1 response
 	opPing    byte = 5 // no payload: proves the internal port authenticates
+	opRestore byte = 6 // payload: index, size; then size bytes of image (backup.go)
 
 	stOK          byte = 0
 	stNotLeader   byte = 1 // nothing was proposed: retrying elsewhere is safe
@@ -92,6 +93,10 @@ func (n *Node) serveRPC(conn net.Conn) {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, os.ErrDeadlineExceeded) {
 				n.log.Debug("cluster: internal RPC connection ended", "peer", conn.RemoteAddr(), "err", err)
 			}
+			return
+		}
+		if op == opRestore {
+			n.serveRestore(conn, r, w, payload) // streams: ends the connection
 			return
 		}
 		status, answer := n.handleRPC(op, payload, conn.RemoteAddr())
