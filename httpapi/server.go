@@ -252,6 +252,8 @@ func (s *Server) adminRoutes() *mux.Router {
 	admin("/users/{tenant}/{username}", s.deleteUser, http.MethodDelete)
 	admin("/revoke", s.adminRevoke, http.MethodPost)
 	admin("/cluster/leave", s.adminLeave, http.MethodPost)
+	admin("/snapshot", s.saveSnapshot, http.MethodGet) // snapshot.go
+	admin("/snapshot/restore", s.restoreSnapshot, http.MethodPost)
 
 	authed := func(path string, h http.HandlerFunc, methods ...string) {
 		s.handle(r, path, s.adminAuth(h).ServeHTTP, methods...)
