@@ -4,6 +4,7 @@
 //	tokend serve [flags]          run a node (tokend serve --dev for a demo)
 //	tokend client|user|revoke ... manage a running node over its admin API
 //	tokend cluster status|leave   inspect or leave the cluster
+//	tokend snapshot save|inspect|restore  back up or restore the whole state
 //	tokend version
 package main
 
@@ -29,6 +30,7 @@ Usage:
   tokend user create|delete|set-password [flags]
   tokend revoke --client ID | --user TENANT/USERNAME
   tokend cluster status|leave
+  tokend snapshot save FILE | inspect FILE | restore FILE [--force]
   tokend recover --peers ID=HOST:PORT[,...] lost quorum: reconfigure a stopped survivor
   tokend version
 
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, rest, stdout, stderr)
 	case "client", "user", "revoke", "cluster":
 		return adminCommand(ctx, cmd, rest, stdout, stderr)
+	case "snapshot":
+		return snapshotCommand(ctx, rest, stdout, stderr) // snapshotcli.go
 	case "recover":
 		return recoverCmd(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
