@@ -5,8 +5,10 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 # Seconds each fuzz target runs in make test.
 FUZZTIME ?= 5s
+# Tag that make image builds (podman stores it as localhost/tokend:latest).
+IMAGE   ?= tokend:latest
 
-.PHONY: all build run test vet fuzz bench bench-go cluster cluster-stop fmt lint clean
+.PHONY: all build run test vet fuzz bench bench-go cluster cluster-stop image fmt lint clean
 
 all: build
 
@@ -41,6 +43,12 @@ cluster: build
 
 cluster-stop:
 	deploy/local-cluster.sh stop
+
+# The container image, offline: static binaries built here, FROM scratch,
+# built by podman (deploy/image.sh, deploy/Containerfile). With registry
+# access, deploy/Dockerfile builds the same layout on distroless.
+image:
+	IMAGE=$(IMAGE) VERSION=$(VERSION) GO=$(GO) deploy/image.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
