@@ -141,3 +141,63 @@ func withKeyFile(args []string, file string) []string {
 	}
 	return append(out, "--cluster-key-file", file)
 }
+
+// TestAdminTokenRotation follows docs/OPERATIONS.md: each node reads the
+// admin token from its own file; write the new token and restart the nodes
+// one at a time. A restarted node takes only the new token, one not yet
+// restarted only the old, and the cluster serves throughout.
+func TestAdminTokenRotation(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := func(p *proc) string { return filepath.Join(dir, p.id+".admin-token") }
+	writeToken := func(p *proc, tok string) {
+		if err := os.WriteFile(tokenFile(p), []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newTestClusterWith(t, 3, func(p *proc, base []string) []string {
+		writeToken(p, testAdminToken)
+		out := make([]string, 0, len(base))
+		for i := 0; i < len(base); i++ {
+			if base[i] == "--admin-token" {
+				i++
+				continue
+			}
+			out = append(out, base[i])
+		}
+		return append(out, "--admin-token-file", tokenFile(p))
+	})
+	id, secret := c.createClient(c.procs[0])
+	newToken := "rotated-admin-token-" + randomKey(t)
+	admin := func(p *proc, tok string) int {
+		code, _, _, err := do(http.MethodGet, p.url()+"/admin/clients", "", "", map[string]string{"Authorization": "Bearer " + tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code
+	}
+	for i, p := range c.procs {
+		writeToken(p, newToken)
+		p.terminate(t)
+		p.start(t)
+		c.waitReady(p)
+		for j, q := range c.procs {
+			want, refused := newToken, testAdminToken
+			if j > i {
+				want, refused = testAdminToken, newToken
+			}
+			eventually(t, q.id+" takes its current admin token", func() error {
+				if code := admin(q, want); code != http.StatusOK {
+					return fmt.Errorf("current token: %d", code)
+				}
+				return nil
+			})
+			if code := admin(q, refused); code != http.StatusUnauthorized {
+				t.Fatalf("%s: the other token got %d, want 401", q.id, code)
+			}
+		}
+		eventually(t, "a write through "+p.id, func() error {
+			_, _, err := issue(p, id, secret)
+			return err
+		})
+	}
+}
