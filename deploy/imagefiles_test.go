@@ -137,10 +137,12 @@ func checkImageFile(name, text, goVersion string, fs flagSet) []string {
 	}
 	for _, s := range stages {
 		ref := s.from
-		if ref == "scratch" || digestRef.MatchString(ref) {
+		if ref == "scratch" {
 			continue
 		}
-		repo, tag, _ := strings.Cut(ref[strings.LastIndex(ref, "/")+1:], ":")
+		pinned := digestRef.MatchString(ref)
+		named, _, _ := strings.Cut(ref, "@")
+		repo, tag, _ := strings.Cut(named[strings.LastIndex(named, "/")+1:], ":")
 		switch {
 		case tag == "" || tag == "latest":
 			add("FROM %s: no version at all; pin a digest", ref)
@@ -148,7 +150,7 @@ func checkImageFile(name, text, goVersion string, fs flagSet) []string {
 		case repo == "golang" && tag != goVersion && !strings.HasPrefix(tag, goVersion+"-"):
 			add("FROM %s: go.mod says go %s", ref, goVersion)
 		}
-		if !strings.Contains(text, "docker buildx imagetools inspect "+ref) {
+		if !pinned && !strings.Contains(text, "docker buildx imagetools inspect "+ref) {
 			add("FROM %s is not pinned by digest and the file does not say how to pin it (docker buildx imagetools inspect %s)", ref, ref)
 		}
 	}
@@ -232,13 +234,14 @@ func TestImageFilesBroken(t *testing.T) {
 		{"no volume", "VOLUME /data", "", "the data directory must be a volume"},
 		{"golang off go.mod", "ARG GO_IMAGE=golang:" + gv, "ARG GO_IMAGE=golang:1.20.1", "go.mod says go " + gv},
 		{"golang latest", "ARG GO_IMAGE=golang:" + gv, "ARG GO_IMAGE=golang:latest", "no version at all"},
-		{"base without instructions", "ARG BASE_IMAGE=gcr.io/distroless/static-debian12:nonroot", "ARG BASE_IMAGE=gcr.io/distroless/static-debian13:nonroot", "not pinned by digest and the file does not say how"},
+		{"base without digest or instructions", "ARG BASE_IMAGE=gcr.io/distroless/static-debian12:nonroot@sha256:d093aa3e30dbadd3efe1310db061a14da60299baff8450a17fe0ccc514a16639", "ARG BASE_IMAGE=gcr.io/distroless/static-debian13:nonroot", "not pinned by digest and the file does not say how"},
+		{"golang digest on the wrong version", "ARG GO_IMAGE=golang:" + gv + "@", "ARG GO_IMAGE=golang:1.20.1@", "go.mod says go " + gv},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wantProblem(t, checkImageFile("Dockerfile", mutate(t, docker, tc.old, tc.new), gv, fs), tc.want)
 		})
 	}
 	// A digest needs no instructions.
-	pinned := mutate(t, docker, "ARG BASE_IMAGE=gcr.io/distroless/static-debian12:nonroot", "ARG BASE_IMAGE=gcr.io/distroless/static-debian13:nonroot@sha256:"+strings.Repeat("ab", 32))
+	pinned := mutate(t, docker, "ARG BASE_IMAGE=gcr.io/distroless/static-debian12:nonroot@sha256:d093aa3e30dbadd3efe1310db061a14da60299baff8450a17fe0ccc514a16639", "ARG BASE_IMAGE=gcr.io/distroless/static-debian13:nonroot@sha256:"+strings.Repeat("ab", 32))
 	noProblems(t, checkImageFile("Dockerfile", pinned, gv, fs))
 }
