@@ -25,16 +25,6 @@ func testLogger(name string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv})).With("t", name)
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	addr, err := loopaddr.Free()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 // eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -65,9 +55,9 @@ func newTestCfg(t *testing.T, id, dir string, key []byte) Config {
 	return Config{
 		NodeID:     id,
 		DataDir:    dir,
-		RaftAddr:   freeAddr(t),
-		GossipAddr: freeAddr(t),
-		HTTPAddr:   freeAddr(t),
+		RaftAddr:   loopaddr.ForTest(t),
+		GossipAddr: loopaddr.ForTest(t),
+		HTTPAddr:   loopaddr.ForTest(t),
 		ClusterKey: key,
 		Version:    "test",
 		FSM:        fsm.New(),

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/loopaddr"
 )
 
 // TestDeriveCADeterministic: every node holding a key derives the same CA,
@@ -132,7 +134,7 @@ func TestRefusalLogged(t *testing.T) {
 	key := newKey(t)
 	id := mustIdentity(t, "s", key)
 	served := make(chan struct{}, 1)
-	l, err := listenInternal(freeAddr(t), id.serverTLS(), log, func(c net.Conn) { served <- struct{}{}; c.Close() })
+	l, err := listenInternal(loopaddr.ForTest(t), id.serverTLS(), log, func(c net.Conn) { served <- struct{}{}; c.Close() })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,16 +69,6 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	addr, err := loopaddr.Free()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 // startNode starts a single-node tokend on dir (fresh or existing) and waits
 // until /readyz answers 200. The node is stopped at test cleanup unless
 // stop was called before.
@@ -101,7 +91,7 @@ func startNode(t *testing.T, dir string, opts nodeOpts) *node {
 		opts.AdminToken = "adm-" + randHex(16)
 	}
 	if opts.RaftAddr == "" {
-		opts.RaftAddr = freeAddr(t)
+		opts.RaftAddr = loopaddr.ForTest(t)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

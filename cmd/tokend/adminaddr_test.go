@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tokend/tokend/internal/loopaddr"
 )
 
 // TestAdminListener runs a node with --admin-addr and --admin-token-file:
@@ -17,8 +19,8 @@ func TestAdminListener(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(testAdminToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	adminAddr := freePort(t)
-	p := &proc{id: "adm", dir: filepath.Join(dir, "data"), httpAddr: freePort(t), raftAddr: freePort(t), gossipAddr: freePort(t),
+	adminAddr := loopaddr.ForTest(t)
+	p := &proc{id: "adm", dir: filepath.Join(dir, "data"), httpAddr: loopaddr.ForTest(t), raftAddr: loopaddr.ForTest(t), gossipAddr: loopaddr.ForTest(t),
 		args: []string{"--admin-addr", adminAddr, "--admin-token-file", tokenFile}}
 	p.start(t)
 	t.Cleanup(func() {

@@ -8,11 +8,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tokend/tokend/internal/loopaddr"
 )
 
 // TestAdminCLI drives every operator subcommand against a real node.
 func TestAdminCLI(t *testing.T) {
-	p := &proc{id: "cli", dir: t.TempDir(), httpAddr: freePort(t), raftAddr: freePort(t), gossipAddr: freePort(t),
+	p := &proc{id: "cli", dir: t.TempDir(), httpAddr: loopaddr.ForTest(t), raftAddr: loopaddr.ForTest(t), gossipAddr: loopaddr.ForTest(t),
 		args: []string{"--admin-token", testAdminToken}}
 	p.start(t)
 	t.Cleanup(func() { p.terminate(t) })

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/loopaddr"
 )
 
 // validateEventually validates token on p, retrying while p answers 503
@@ -318,7 +320,7 @@ func TestClusterReplacedAddress(t *testing.T) {
 	id, secret := c.createClient(c.procs[0])
 	moved := c.procs[2]
 	moved.terminate(t)
-	moved.raftAddr = freePort(t)
+	moved.raftAddr = loopaddr.ForTest(t)
 	moved.start(t)
 
 	eventually(t, "configuration shows the new raft address", func() error {

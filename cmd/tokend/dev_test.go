@@ -20,6 +20,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokend/tokend/internal/loopaddr"
 )
 
 // Dev mode never touches data a real node may use, binds loopback only,
@@ -74,7 +76,7 @@ func wantStartError(t *testing.T, p *proc, wants ...string) {
 
 // devArgs are the arguments of a dev node on free loopback ports.
 func devArgs(t *testing.T, extra ...string) []string {
-	return append([]string{"serve", "--dev", "--http-addr", freePort(t), "--raft-addr", freePort(t), "--gossip-addr", freePort(t)}, extra...)
+	return append([]string{"serve", "--dev", "--http-addr", loopaddr.ForTest(t), "--raft-addr", loopaddr.ForTest(t), "--gossip-addr", loopaddr.ForTest(t)}, extra...)
 }
 
 var bannerRe = regexp.MustCompile(`export TOKEND=(\S+) CLIENT_ID=(\S+) CLIENT_SECRET=(\S+)`)
@@ -130,7 +132,7 @@ func TestDevDataRefusedByRealNode(t *testing.T) {
 	}
 
 	real := startRaw(t, "real", nil, "serve", "--data-dir", dirs[0], "--admin-token", testAdminToken,
-		"--http-addr", freePort(t), "--raft-addr", freePort(t), "--gossip-addr", freePort(t))
+		"--http-addr", loopaddr.ForTest(t), "--raft-addr", loopaddr.ForTest(t), "--gossip-addr", loopaddr.ForTest(t))
 	wantStartError(t, real, dirs[0], devMarker, "--dev", "fresh --data-dir")
 }
 
@@ -184,7 +186,7 @@ func TestDevEnvironment(t *testing.T) {
 	// A real node given TOKEND_DEV in its environment does not become a
 	// dev node: it refuses to start.
 	p := startRaw(t, "env", []string{"TOKEND_DEV=true"}, "serve", "--data-dir", t.TempDir(),
-		"--http-addr", freePort(t), "--raft-addr", freePort(t), "--gossip-addr", freePort(t))
+		"--http-addr", loopaddr.ForTest(t), "--raft-addr", loopaddr.ForTest(t), "--gossip-addr", loopaddr.ForTest(t))
 	wantStartError(t, p, "TOKEND_DEV", "only by --dev on the command line")
 	if strings.Contains(p.out.String(), "demo client") {
 		t.Error("a node with TOKEND_DEV in its environment seeded demo data")

@@ -27,6 +27,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/tokend/tokend/fsm"
+	"github.com/tokend/tokend/internal/loopaddr"
 )
 
 // The forger: an attacker on the network who speaks hashicorp/raft's wire
@@ -150,7 +151,7 @@ func tlsDial(cert *tls.Certificate, service byte) func(string, time.Duration) (n
 // built here, so it is a working attack and the refusals below mean
 // something.
 func TestForgerControl(t *testing.T) {
-	addr := freePort(t)
+	addr := loopaddr.ForTest(t)
 	trans, err := raft.NewTCPTransport(addr, nil, 3, 5*time.Second, io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/tokend/tokend/internal/loopaddr"
 )
 
 // One issuer per cluster: --issuer is required to start a cluster node,
@@ -45,7 +47,7 @@ func TestIssuerFlag(t *testing.T) {
 
 	// The real binary: a cluster node without --issuer does not start.
 	p := startRaw(t, "node1", nil, "serve", "--data-dir", t.TempDir(), "--bootstrap-expect", "3", "--cluster-key", key,
-		"--http-addr", freePort(t), "--raft-addr", freePort(t), "--gossip-addr", freePort(t))
+		"--http-addr", loopaddr.ForTest(t), "--raft-addr", loopaddr.ForTest(t), "--gossip-addr", loopaddr.ForTest(t))
 	wantStartError(t, p, "--issuer is required for a cluster")
 }
 
@@ -127,7 +129,7 @@ func TestClusterOneIssuer(t *testing.T) {
 // the issuer is https.
 func TestCookieSecureAndHSTS(t *testing.T) {
 	start := func(id string, args ...string) *proc {
-		p := &proc{id: id, dir: t.TempDir(), httpAddr: freePort(t), raftAddr: freePort(t), gossipAddr: freePort(t),
+		p := &proc{id: id, dir: t.TempDir(), httpAddr: loopaddr.ForTest(t), raftAddr: loopaddr.ForTest(t), gossipAddr: loopaddr.ForTest(t),
 			args: append([]string{"--admin-token", testAdminToken}, args...)}
 		p.start(t)
 		t.Cleanup(func() {

@@ -53,15 +53,6 @@ const deadline = 60 * time.Second
 // admin API and /cluster/status need it.
 const testAdminToken = "test-admin-token-0123456789abcdef0123456789"
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	addr, err := loopaddr.Free()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 type lockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
@@ -210,7 +201,7 @@ func tail(b *lockedBuffer, lines int) string {
 
 func (c *testCluster) newProc(id string) *proc {
 	return &proc{id: id, dir: filepath.Join(c.t.TempDir(), id),
-		httpAddr: freePort(c.t), raftAddr: freePort(c.t), gossipAddr: freePort(c.t)}
+		httpAddr: loopaddr.ForTest(c.t), raftAddr: loopaddr.ForTest(c.t), gossipAddr: loopaddr.ForTest(c.t)}
 }
 
 // eventually polls cond until it holds or the deadline passes.

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tokend/tokend/internal/loopaddr"
 )
 
 // TestRecoverRefusesBadPeers: tokend recover checks --peers before it
@@ -210,7 +212,7 @@ func TestRecoverLostQuorum(t *testing.T) {
 	// Restarted alone, with its usual flags but a new internal address
 	// (as a Kubernetes pod gets a new IP): it leads, fixes its own entry,
 	// everything it had is there, and it takes writes.
-	survivor.raftAddr = freePort(t)
+	survivor.raftAddr = loopaddr.ForTest(t)
 	survivor.start(t)
 	eventually(t, "the survivor leads alone", func() error {
 		s, err := getStatus(survivor)
