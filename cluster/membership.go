@@ -25,7 +25,17 @@ func (n *Node) reconcile(ls *leaderState) {
 	for _, s := range f.Configuration().Servers {
 		inCfg[string(s.ID)] = s
 	}
+	peers := n.reconcilePeers()
+	n.addAliveVoters(inCfg, peers)
+	n.removeLeftServers(inCfg, peers)
+	n.removeDeadServers(ls, inCfg, peers)
+}
+
+// reconcilePeers copies the gossip view for reconcile, with servers that
+// left through Leave marked as left while their tombstone lasts.
+func (n *Node) reconcilePeers() map[string]peer {
 	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
 	peers := make(map[string]peer, len(n.peers))
 	for id, p := range n.peers {
 		cp := *p
@@ -40,8 +50,13 @@ func (n *Node) reconcile(ls *leaderState) {
 		}
 		peers[id] = cp
 	}
-	n.peersMu.Unlock()
+	return peers
+}
 
+// addAliveVoters is reconcile's first pass: it adds alive members that
+// are not voters (or not at their gossiped raft address), this node
+// included.
+func (n *Node) addAliveVoters(inCfg map[string]raft.Server, peers map[string]peer) {
 	// A node restarted under a new Raft address may win an election before
 	// anyone updated its entry; as leader it must fix its own, or it is
 	// unreachable the moment it steps down.
@@ -57,28 +72,46 @@ func (n *Node) reconcile(ls *leaderState) {
 			continue
 		}
 		s, ok := inCfg[id]
-		switch {
-		case p.state == memberlist.StateAlive && (!ok || string(s.Address) != p.meta.Raft || s.Suffrage != raft.Voter):
-			// Gossip only proves the cluster key; with operator PKI a node
-			// may hold the key but no certificate we trust. Adding it would
-			// make a voter nobody can reach, so its internal port must
-			// complete a mutual TLS call first.
-			if _, _, err := n.rpc.call(n.stopCtx, p.meta.Raft, opPing, nil, 2*time.Second); err != nil {
-				n.log.Warn("cluster: not adding member: its internal port failed authentication", "id", id, "raft", p.meta.Raft, "err", err)
-				continue
-			}
-			n.log.Info("cluster: adding voter", "id", id, "raft", p.meta.Raft, "was", string(s.Address))
-			if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(p.meta.Raft), 0, 5*time.Second).Error(); err != nil {
-				n.log.Warn("cluster: add voter failed", "id", id, "err", err)
-			}
-		case p.state == memberlist.StateLeft && ok:
-			n.log.Info("cluster: removing server that left", "id", id)
-			if err := n.removeServer(id); err != nil {
-				n.log.Warn("cluster: remove server failed", "id", id, "err", err)
-			}
+		if p.state != memberlist.StateAlive || ok && string(s.Address) == p.meta.Raft && s.Suffrage == raft.Voter {
+			continue
+		}
+		// Gossip only proves the cluster key; with operator PKI a node
+		// may hold the key but no certificate we trust. Adding it would
+		// make a voter nobody can reach, so its internal port must
+		// complete a mutual TLS call first.
+		if _, _, err := n.rpc.call(n.stopCtx, p.meta.Raft, opPing, nil, 2*time.Second); err != nil {
+			n.log.Warn("cluster: not adding member: its internal port failed authentication", "id", id, "raft", p.meta.Raft, "err", err)
+			continue
+		}
+		n.log.Info("cluster: adding voter", "id", id, "raft", p.meta.Raft, "was", string(s.Address))
+		if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(p.meta.Raft), 0, 5*time.Second).Error(); err != nil {
+			n.log.Warn("cluster: add voter failed", "id", id, "err", err)
 		}
 	}
+}
 
+// removeLeftServers is reconcile's second pass: it removes servers whose
+// member left gracefully (or is tombstoned after Leave).
+func (n *Node) removeLeftServers(inCfg map[string]raft.Server, peers map[string]peer) {
+	for id, p := range peers {
+		if id == n.cfg.NodeID {
+			continue
+		}
+		if _, ok := inCfg[id]; !ok || p.state != memberlist.StateLeft {
+			continue
+		}
+		n.log.Info("cluster: removing server that left", "id", id)
+		if err := n.removeServer(id); err != nil {
+			n.log.Warn("cluster: remove server failed", "id", id, "err", err)
+		}
+	}
+}
+
+// removeDeadServers is reconcile's third pass: it removes servers dead
+// (or unknown to gossip) for longer than DeadServerGrace, counted from
+// this leader's taking office at the earliest, but never a voter whose
+// removal would leave the alive voters short of a quorum.
+func (n *Node) removeDeadServers(ls *leaderState, inCfg map[string]raft.Server, peers map[string]peer) {
 	voters, alive := 0, 0
 	for id, s := range inCfg {
 		if s.Suffrage != raft.Voter {
