@@ -46,6 +46,20 @@ var leaseRefusalReasons = []string{"not_leader", "leader_not_ready", "leadership
 
 func newMetrics(n *Node) *metrics {
 	m := &metrics{}
+	m.newApplyMetrics()
+	m.newLeaseMetrics()
+	m.newSnapshotMetrics()
+	m.collectors = append([]prometheus.Collector{
+		m.apply, m.batchSizes, m.visibility, m.forwarded,
+		m.leaseGrants, m.leaseRefusals, m.leaseRenewFailures, m.leaseExpiries,
+		m.becameLeader, m.snapCapture, m.snapPersist, m.snapSize,
+	}, nodeCollectors(n)...)
+	return m
+}
+
+// newApplyMetrics creates the write-path collectors: Apply latency, apply
+// batch sizes, the visibility wait and forwarded writes.
+func (m *metrics) newApplyMetrics() {
 	m.apply = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "tokend_cluster_apply_seconds",
 		Help:    "Time for Apply to make a write visible cluster-wide, by path (leader, forward, none) and result.",
@@ -65,6 +79,15 @@ func newMetrics(n *Node) *metrics {
 		Name: "tokend_cluster_forwarded_writes_total",
 		Help: "Writes this node forwarded to the leader, by result: ok; retried (not proposed, tried again); failed (outcome unknown, returned to the caller).",
 	}, []string{"result"})
+	for _, r := range []string{"ok", "retried", "failed"} {
+		m.forwarded.WithLabelValues(r)
+	}
+}
+
+// newLeaseMetrics creates the read-lease collectors (grants and refusals
+// on the leader, renew failures and expiries on a holder) and the
+// leader-change counter.
+func (m *metrics) newLeaseMetrics() {
 	m.leaseGrants = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "tokend_cluster_lease_grants_total",
 		Help: "On the leader: read-lease renewals granted.",
@@ -85,6 +108,17 @@ func newMetrics(n *Node) *metrics {
 		Name: "tokend_raft_became_leader_total",
 		Help: "Times this node took office as Raft leader; summed over nodes, the cluster's leader changes.",
 	})
+	for _, r := range leaseRefusalReasons {
+		m.leaseRefusals.WithLabelValues(r)
+	}
+	for _, r := range []string{"refused", "error"} {
+		m.leaseRenewFailures.WithLabelValues(r)
+	}
+}
+
+// newSnapshotMetrics creates the snapshot collectors: capture and persist
+// times and the last snapshot's size.
+func (m *metrics) newSnapshotMetrics() {
 	m.snapCapture = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "tokend_raft_snapshot_capture_seconds",
 		Help:    "Time the state machine was held capturing a snapshot image (applies wait meanwhile).",
@@ -99,19 +133,16 @@ func newMetrics(n *Node) *metrics {
 		Name: "tokend_raft_snapshot_size_bytes",
 		Help: "Size of the last snapshot this node wrote (0 until it writes one).",
 	})
-	for _, r := range []string{"ok", "retried", "failed"} {
-		m.forwarded.WithLabelValues(r)
-	}
-	for _, r := range leaseRefusalReasons {
-		m.leaseRefusals.WithLabelValues(r)
-	}
-	for _, r := range []string{"refused", "error"} {
-		m.leaseRenewFailures.WithLabelValues(r)
-	}
 	for _, r := range []string{"ok", "error"} {
 		m.snapPersist.WithLabelValues(r)
 	}
+}
 
+// nodeCollectors are the collectors read from the node at scrape time:
+// refused internal connections, Raft's state and indexes, read readiness
+// and lease holders. The functions run at scrape time only, after New
+// returned, so n.raft is set.
+func nodeCollectors(n *Node) []prometheus.Collector {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
@@ -121,12 +152,7 @@ func newMetrics(n *Node) *metrics {
 		}
 		return 0
 	}
-	// The gauge functions run at scrape time only, after New returned, so
-	// n.raft is set.
-	m.collectors = []prometheus.Collector{
-		m.apply, m.batchSizes, m.visibility, m.forwarded,
-		m.leaseGrants, m.leaseRefusals, m.leaseRenewFailures, m.leaseExpiries,
-		m.becameLeader, m.snapCapture, m.snapPersist, m.snapSize,
+	return []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "tokend_cluster_internal_refused_total",
 			Help: "Connections to the internal port refused at the TLS handshake (no or untrusted certificate).",
@@ -167,7 +193,6 @@ func newMetrics(n *Node) *metrics {
 			return float64(c)
 		}),
 	}
-	return m
 }
 
 // register adds the collectors to reg (nil: none).
