@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/tokend/tokend/fsm"
 )
 
 // oauthError is an RFC 6749 §5.2 error response. Every JSON error tokend
@@ -52,7 +54,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // may not serve from local state right now (no leader, no read lease, still
 // catching up). Every handler that reads local state before acting — client
 // authentication included — asks first, so a lagging node says "later"
-// instead of "unknown client" (CONTRACT.md: writes and validations without
+// instead of "unknown client" (docs/API.md: writes and validations without
 // a lease get 503).
 func (s *Server) unready(w http.ResponseWriter, r *http.Request) bool {
 	err := s.rep.ReadReady()
@@ -86,4 +88,71 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, oe.Status, oe)
+}
+
+// errorHandler is a handler that returns its error instead of writing it:
+// serveErrors writes it, so every handler written this way (token, revoke,
+// the admin API) answers errors through writeError alone.
+type errorHandler func(http.ResponseWriter, *http.Request) error
+
+func (s *Server) serveErrors(h errorHandler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	}
+}
+
+// subject is what an fsm command acted on, which decides the HTTP error
+// its refusal becomes.
+type subject uint8
+
+const (
+	aClient     subject = iota // admin API: a client registration
+	aUser                      // admin API: a user
+	newGrant                   // token endpoint: IssueGrant
+	aRefresh                   // token endpoint: RotateRefresh
+	aCode                      // token endpoint: RedeemCode
+	aRevocation                // /revoke and /admin/revoke: RevokeToken, RevokeClient, RevokeSubject
+)
+
+// outcomeError is the one mapping from fsm outcomes to HTTP errors: nil
+// for OK. The admin API answers about entities: Exists is 409
+// already_exists and any other refusal 404 not_found. The token endpoint
+// answers RFC 6749 §5.2: every refusal is 400 invalid_grant, except a
+// refresh asking for more scope than its grant (invalid_scope).
+// Revocations always succeed (RFC 7009 §2.2: an unknown token, or another
+// client's, is not an error).
+func outcomeError(res fsm.Result, about subject) error {
+	if res.Outcome == fsm.OK || about == aRevocation {
+		return nil
+	}
+	switch about {
+	case aClient, aUser:
+		name := "client"
+		if about == aUser {
+			name = "user"
+		}
+		if res.Outcome == fsm.Exists {
+			return errorf(http.StatusConflict, "already_exists", name+" already exists")
+		}
+		return errorf(http.StatusNotFound, "not_found", "no such "+name)
+	case aRefresh:
+		switch res.Outcome {
+		case fsm.Mismatch:
+			return errorf(http.StatusBadRequest, "invalid_scope", "scope exceeds the original grant")
+		case fsm.Reused:
+			return errorf(http.StatusBadRequest, "invalid_grant", "refresh token was already used; the grant has been revoked")
+		}
+		return errorf(http.StatusBadRequest, "invalid_grant", "refresh token is invalid, expired or revoked")
+	case aCode:
+		switch res.Outcome {
+		case fsm.Reused:
+			return errorf(http.StatusBadRequest, "invalid_grant", "authorization code was already used; tokens issued with it are revoked")
+		case fsm.Mismatch:
+			return errorf(http.StatusBadRequest, "invalid_grant", "redirect_uri or code_verifier does not match the authorization request")
+		}
+		return errorf(http.StatusBadRequest, "invalid_grant", "authorization code is invalid or expired")
+	}
+	return errorf(http.StatusBadRequest, "invalid_grant", "grant could not be issued: "+res.Err().Error())
 }

@@ -39,6 +39,9 @@ func (s *Server) revokeRequest(r *http.Request, f form) error {
 	default:
 		return errorf(http.StatusBadRequest, "unsupported_token_type", "token_type_hint must be access_token or refresh_token")
 	}
-	_, err = s.apply(r.Context(), &fsm.RevokeToken{Token: fsm.HashOf(tok), ClientID: c.ID})
-	return err
+	res, err := s.apply(r.Context(), &fsm.RevokeToken{Token: fsm.HashOf(tok), ClientID: c.ID})
+	if err != nil {
+		return err
+	}
+	return outcomeError(res, aRevocation)
 }

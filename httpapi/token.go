@@ -145,11 +145,11 @@ func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, f form, c
 		ClientID: c.ID, Tenant: tenant, Username: username, Scope: scope,
 		IssuedAt: t.now.UnixNano(), Access: t.accessSpec, Refresh: t.refreshSpec,
 	})
+	if err == nil {
+		err = outcomeError(res, newGrant)
+	}
 	if err != nil {
 		return err
-	}
-	if res.Outcome != fsm.OK {
-		return errorf(http.StatusBadRequest, "invalid_grant", "grant could not be issued: "+res.Err().Error())
 	}
 	s.writeTokens(w, t, scope, res)
 	return nil
@@ -217,11 +217,11 @@ func (s *Server) clientCredentialsGrant(w http.ResponseWriter, r *http.Request, 
 	res, err := s.apply(r.Context(), &fsm.IssueGrant{
 		ClientID: c.ID, Scope: scope, IssuedAt: t.now.UnixNano(), Access: t.accessSpec,
 	})
+	if err == nil {
+		err = outcomeError(res, newGrant)
+	}
 	if err != nil {
 		return err
-	}
-	if res.Outcome != fsm.OK {
-		return errorf(http.StatusBadRequest, "invalid_grant", "grant could not be issued: "+res.Err().Error())
 	}
 	s.writeTokens(w, t, scope, res)
 	return nil
@@ -239,17 +239,11 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, f form, c 
 		Now: t.now.UnixNano(), Grace: int64(s.cfg.RefreshGrace),
 		Access: t.accessSpec, Refresh: t.refreshSpec,
 	})
+	if err == nil {
+		err = outcomeError(res, aRefresh)
+	}
 	if err != nil {
 		return err
-	}
-	switch res.Outcome {
-	case fsm.OK:
-	case fsm.Mismatch:
-		return errorf(http.StatusBadRequest, "invalid_scope", "scope exceeds the original grant")
-	case fsm.Reused:
-		return errorf(http.StatusBadRequest, "invalid_grant", "refresh token was already used; the grant has been revoked")
-	default:
-		return errorf(http.StatusBadRequest, "invalid_grant", "refresh token is invalid, expired or revoked")
 	}
 	s.writeTokens(w, t, s.issuedScope(t, requested), res)
 	return nil
@@ -276,17 +270,11 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, f form, c *fs
 		Code: fsm.HashOf(code), ClientID: c.ID, RedirectURI: redirect, Challenge: challenge,
 		Now: t.now.UnixNano(), Access: t.accessSpec, Refresh: t.refreshSpec,
 	})
+	if err == nil {
+		err = outcomeError(res, aCode)
+	}
 	if err != nil {
 		return err
-	}
-	switch res.Outcome {
-	case fsm.OK:
-	case fsm.Reused:
-		return errorf(http.StatusBadRequest, "invalid_grant", "authorization code was already used; tokens issued with it are revoked")
-	case fsm.Mismatch:
-		return errorf(http.StatusBadRequest, "invalid_grant", "redirect_uri or code_verifier does not match the authorization request")
-	default:
-		return errorf(http.StatusBadRequest, "invalid_grant", "authorization code is invalid or expired")
 	}
 	s.writeTokens(w, t, s.issuedScope(t, ""), res)
 	return nil
@@ -318,5 +306,6 @@ func validVerifier(v string) bool {
 	return true
 }
 
-// defaultTenant is where users land when no tenant is named (CONTRACT.md).
+// defaultTenant is where users land when no tenant is named (docs/API.md,
+// POST /admin/users).
 const defaultTenant = "default"
