@@ -98,14 +98,52 @@ type RecoverReport struct {
 // or has bad or repeated ids or addresses, and a node id that is not in the
 // node's current configuration (the usual sign of a wrong --node-id).
 func Recover(ctx context.Context, cfg RecoverConfig) (*RecoverReport, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	store, snaps, hlog, err := openRaftState(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+
+	rep, next, err := planRecovery(cfg, store, snaps)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DryRun {
+		return rep, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	state := fsm.New()
+	if err := recoverCluster(cfg.NodeID, hlog, state, store, snaps, next); err != nil {
+		return nil, err
+	}
+	id, err := checkRecovered(store, snaps, next, rep)
+	if err != nil {
+		return nil, err
+	}
+	rep.Snapshot, rep.AppliedIndex = id, state.AppliedIndex()
+	return rep, nil
+}
+
+// withDefaults checks what Recover is given and fills in the defaults.
+func (cfg RecoverConfig) withDefaults() (RecoverConfig, error) {
 	if cfg.NodeID == "" {
-		return nil, errors.New("the node id is required (the --node-id the node ran with)")
+		return cfg, errors.New("the node id is required (the --node-id the node ran with)")
 	}
 	if cfg.DataDir == "" {
-		return nil, errors.New("the data dir is required")
+		return cfg, errors.New("the data dir is required")
 	}
 	if err := checkServers(cfg.NodeID, cfg.Servers); err != nil {
-		return nil, err
+		return cfg, err
 	}
 	if cfg.LockTimeout <= 0 {
 		cfg.LockTimeout = 2 * time.Second
@@ -113,45 +151,60 @@ func Recover(ctx context.Context, cfg RecoverConfig) (*RecoverReport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
+	return cfg, nil
+}
+
+// openRaftState opens the stopped node's raft.db and snapshot store,
+// creating nothing: it refuses a data dir without Raft state, a raft.db
+// owned by someone else, and one a running node holds locked. The caller
+// closes the store.
+func openRaftState(cfg RecoverConfig) (*raftboltdb.BoltStore, *raft.FileSnapshotStore, *hclogAdapter, error) {
 	dbPath := filepath.Join(cfg.DataDir, "raft.db")
 	// Never create anything: a missing raft.db means a wrong --data-dir.
 	if _, err := os.Stat(dbPath); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("no Raft state in %s (no raft.db): is that the node's --data-dir?", cfg.DataDir)
+		return nil, nil, nil, fmt.Errorf("no Raft state in %s (no raft.db): is that the node's --data-dir?", cfg.DataDir)
 	} else if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if err := checkOwner(dbPath); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	// raft-boltdb holds an exclusive flock on raft.db while the node runs.
 	opts := *bbolt.DefaultOptions
 	opts.Timeout = cfg.LockTimeout
 	store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath, BoltOptions: &opts})
 	if errors.Is(err, bbolt.ErrTimeout) {
-		return nil, fmt.Errorf("%s: %w", dbPath, ErrNodeRunning)
+		return nil, nil, nil, fmt.Errorf("%s: %w", dbPath, ErrNodeRunning)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", dbPath, err)
+		return nil, nil, nil, fmt.Errorf("open %s: %w", dbPath, err)
 	}
-	defer store.Close()
 	hlog := newHclog(cfg.Logger, "raft")
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog.Named("snapshot"))
 	if err != nil {
-		return nil, fmt.Errorf("snapshot store: %w", err)
+		store.Close()
+		return nil, nil, nil, fmt.Errorf("snapshot store: %w", err)
 	}
 	if ok, err := raft.HasExistingState(store, store, snaps); err != nil {
-		return nil, fmt.Errorf("inspect raft state: %w", err)
+		store.Close()
+		return nil, nil, nil, fmt.Errorf("inspect raft state: %w", err)
 	} else if !ok {
-		return nil, fmt.Errorf("no Raft state in %s (raft.db is empty): is that the node's --data-dir?", cfg.DataDir)
+		store.Close()
+		return nil, nil, nil, fmt.Errorf("no Raft state in %s (raft.db is empty): is that the node's --data-dir?", cfg.DataDir)
 	}
+	return store, snaps, hlog, nil
+}
 
+// planRecovery reads the node's state into a report and builds the new
+// configuration: every given server a voter, the node's own entry at its
+// current address unless another is given. It refuses a node id that is
+// not in the current configuration.
+func planRecovery(cfg RecoverConfig, store *raftboltdb.BoltStore, snaps *raft.FileSnapshotStore) (*RecoverReport, raft.Configuration, error) {
+	var next raft.Configuration
 	rep := &RecoverReport{DryRun: cfg.DryRun}
 	old, err := readState(store, snaps, rep)
 	if err != nil {
-		return nil, err
+		return nil, next, err
 	}
 	rep.Old = servers(old)
 	var self *raft.Server
@@ -161,11 +214,10 @@ func Recover(ctx context.Context, cfg RecoverConfig) (*RecoverReport, error) {
 		}
 	}
 	if self == nil {
-		return nil, fmt.Errorf("node %q is not in this data dir's configuration (%s): is --node-id the one the node ran with?",
+		return nil, next, fmt.Errorf("node %q is not in this data dir's configuration (%s): is --node-id the one the node ran with?",
 			cfg.NodeID, formatServers(rep.Old))
 	}
 
-	var next raft.Configuration
 	for _, s := range cfg.Servers {
 		addr := s.Address
 		if addr == "" {
@@ -174,46 +226,48 @@ func Recover(ctx context.Context, cfg RecoverConfig) (*RecoverReport, error) {
 		next.Servers = append(next.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(s.ID), Address: raft.ServerAddress(addr)})
 	}
 	rep.New = servers(next)
-	if cfg.DryRun {
-		return rep, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
+	return rep, next, nil
+}
 
+// recoverCluster runs hashicorp/raft's RecoverCluster with next as the
+// configuration, restoring and replaying into state.
+func recoverCluster(nodeID string, hlog *hclogAdapter, state *fsm.FSM, store *raftboltdb.BoltStore, snaps *raft.FileSnapshotStore, next raft.Configuration) error {
 	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.LocalID = raft.ServerID(nodeID)
 	rc.Logger = hlog
 	// RecoverCluster needs a transport only to encode addresses into the
 	// snapshot's metadata; nothing is sent.
 	var selfAddr raft.ServerAddress
 	for _, s := range next.Servers {
-		if string(s.ID) == cfg.NodeID {
+		if string(s.ID) == nodeID {
 			selfAddr = s.Address
 		}
 	}
 	_, trans := raft.NewInmemTransport(selfAddr)
 	defer trans.Close()
-	state := fsm.New()
 	if err := raft.RecoverCluster(rc, recoveryFSM{state}, store, store, snaps, trans, next); err != nil {
-		return nil, fmt.Errorf("recover: %w", err)
+		return fmt.Errorf("recover: %w", err)
 	}
+	return nil
+}
 
-	// Read back what the node will start from.
+// checkRecovered reads back what the node will start from: the newest
+// snapshot must be the one written (last index and term, configuration
+// next) and the log empty. It returns the snapshot's ID.
+func checkRecovered(store *raftboltdb.BoltStore, snaps *raft.FileSnapshotStore, next raft.Configuration, rep *RecoverReport) (string, error) {
 	metas, err := snaps.List()
 	if err != nil || len(metas) == 0 {
-		return nil, fmt.Errorf("recover: the new snapshot is not listed: %v", err)
+		return "", fmt.Errorf("recover: the new snapshot is not listed: %v", err)
 	}
 	m := metas[0]
 	if m.Index != rep.LastIndex || m.Term != rep.LastTerm || !sameServers(m.Configuration, next) {
-		return nil, fmt.Errorf("recover: the newest snapshot %s (index %d, term %d, %s) is not the one written (index %d, term %d, %s)",
+		return "", fmt.Errorf("recover: the newest snapshot %s (index %d, term %d, %s) is not the one written (index %d, term %d, %s)",
 			m.ID, m.Index, m.Term, formatServers(servers(m.Configuration)), rep.LastIndex, rep.LastTerm, formatServers(rep.New))
 	}
 	if last, err := store.LastIndex(); err != nil || last != 0 {
-		return nil, fmt.Errorf("recover: the log was not compacted (last index %d, %v)", last, err)
+		return "", fmt.Errorf("recover: the log was not compacted (last index %d, %v)", last, err)
 	}
-	rep.Snapshot, rep.AppliedIndex = m.ID, state.AppliedIndex()
-	return rep, nil
+	return m.ID, nil
 }
 
 // readState finds the node's latest configuration (the last configuration
