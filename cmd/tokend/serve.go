@@ -304,17 +304,9 @@ func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := parseServe(args, stderr)
+	c, log, err := parseServeAndLog(args, stderr)
 	if err != nil {
 		return err
-	}
-	log, err := newLogger(c.logLevel, c.logFormat, stderr)
-	if err != nil {
-		return err
-	}
-	for _, f := range c.looseFiles {
-		log.Warn("secret file is accessible to group or others; chmod 600 it",
-			"flag", f.flag, "file", f.path, "mode", fmt.Sprintf("%04o", f.mode))
 	}
 	key, acceptKeys, err := c.keys()
 	if err != nil {
@@ -326,15 +318,88 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer c.devCleanup()
 	}
+	scheme, err := c.resolveDefaults(log)
+	if err != nil {
+		return err
+	}
+
+	// Listen before starting consensus so a taken port fails at once and
+	// the address gossiped to peers is already being served.
+	ln, adminLn, err := c.listen()
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if adminLn != nil {
+		defer adminLn.Close()
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	state := fsm.New()
+	node, err := c.startNode(ctx, key, acceptKeys, advertisedHTTP(scheme, ln.Addr().String()), state, log, reg)
+	if err != nil {
+		return err
+	}
+	api, err := c.newAPI(state, node, adminLn != nil, scheme, log, reg)
+	if err != nil {
+		_ = node.Shutdown(context.Background())
+		return err
+	}
+	node.ServeHandOffs(api.HandOffHandler())
+	s := c.startServers(api, ln, adminLn, scheme, log)
+	attrs := []any{"node_id", c.nodeID, "http", s.baseURL}
+	if s.adminURL != "" {
+		attrs = append(attrs, "admin", s.adminURL)
+	}
+	log.Info("tokend serving", append(attrs,
+		"raft", c.raftAddr, "gossip", c.gossipAddr, "data_dir", c.dataDir, "version", version)...)
+
+	if c.dev {
+		if err := c.seedDemo(ctx, node, s.baseURL, cmp.Or(s.adminURL, s.baseURL), stdout); err != nil {
+			log.Error("seeding demo data failed", "err", err)
+		}
+	}
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err = <-s.errs:
+		log.Error("http server stopped", "err", err)
+	}
+	return shutdown(s.srv, s.adminSrv, node, c.leaveOnTerminate, log)
+}
+
+// parseServeAndLog parses the serve command line, builds the logger and
+// warns about secret files that group or others may access.
+func parseServeAndLog(args []string, stderr io.Writer) (*serveConfig, *slog.Logger, error) {
+	c, err := parseServe(args, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := newLogger(c.logLevel, c.logFormat, stderr)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, f := range c.looseFiles {
+		log.Warn("secret file is accessible to group or others; chmod 600 it",
+			"flag", f.flag, "file", f.path, "mode", fmt.Sprintf("%04o", f.mode))
+	}
+	return c, log, nil
+}
+
+// resolveDefaults fills in the data dir (refusing a dev node's outside
+// --dev) and the issuer, and returns the HTTP scheme this node serves.
+func (c *serveConfig) resolveDefaults(log *slog.Logger) (scheme string, err error) {
 	if c.dataDir == "" {
 		c.dataDir = filepath.Join("data", c.nodeID)
 	}
 	if !c.dev {
 		if err := refuseDevData(c.dataDir); err != nil {
-			return err
+			return "", err
 		}
 	}
-	scheme := "http"
+	scheme = "http"
 	if c.tlsCert != "" {
 		scheme = "https"
 	}
@@ -344,31 +409,33 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if strings.HasPrefix(c.issuer, "https://") && scheme == "http" && !c.cookieSecure {
 		log.Warn("--issuer is https but this node serves plain HTTP without --cookie-secure: behind a TLS-terminating proxy, add --cookie-secure so session cookies are marked Secure")
 	}
+	return scheme, nil
+}
 
-	// Listen before starting consensus so a taken port fails at once and
-	// the address gossiped to peers is already being served.
-	ln, err := net.Listen("tcp", c.httpAddr)
+// listen opens --http-addr and, when set, --admin-addr (adminLn nil
+// otherwise). On an error nothing is left open.
+func (c *serveConfig) listen() (ln, adminLn net.Listener, err error) {
+	ln, err = net.Listen("tcp", c.httpAddr)
 	if err != nil {
-		return fmt.Errorf("listen on --http-addr: %w", err)
+		return nil, nil, fmt.Errorf("listen on --http-addr: %w", err)
 	}
-	defer ln.Close()
-	var adminLn net.Listener
 	if c.adminAddr != "" {
 		if adminLn, err = net.Listen("tcp", c.adminAddr); err != nil {
-			return fmt.Errorf("listen on --admin-addr: %w", err)
+			ln.Close()
+			return nil, nil, fmt.Errorf("listen on --admin-addr: %w", err)
 		}
-		defer adminLn.Close()
 	}
+	return ln, adminLn, nil
+}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	state := fsm.New()
+// startNode starts the cluster node that replicates state.
+func (c *serveConfig) startNode(ctx context.Context, key []byte, acceptKeys [][]byte, httpAddr string, state *fsm.FSM, log *slog.Logger, reg prometheus.Registerer) (*cluster.Node, error) {
 	node, err := cluster.New(ctx, cluster.Config{
 		NodeID:            c.nodeID,
 		DataDir:           c.dataDir,
 		RaftAddr:          c.raftAddr,
 		GossipAddr:        c.gossipAddr,
-		HTTPAddr:          advertisedHTTP(scheme, ln.Addr().String()),
+		HTTPAddr:          httpAddr,
 		Join:              c.join,
 		BootstrapExpect:   c.bootstrapExpect,
 		ClusterKey:        key,
@@ -383,9 +450,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Registerer:        reg,
 	})
 	if err != nil {
-		return fmt.Errorf("start cluster node: %w", err)
+		return nil, fmt.Errorf("start cluster node: %w", err)
 	}
-	api, err := httpapi.New(httpapi.Config{
+	return node, nil
+}
+
+// newAPI builds the HTTP API over state and node.
+func (c *serveConfig) newAPI(state *fsm.FSM, node *cluster.Node, separateAdmin bool, scheme string, log *slog.Logger, reg *prometheus.Registry) (*httpapi.Server, error) {
+	return httpapi.New(httpapi.Config{
 		FSM:           state,
 		Replicator:    node,
 		Status:        func() any { return node.Status() },
@@ -394,7 +466,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		HandOff:       node.HandOff,
 		Issuer:        c.issuer,
 		AdminToken:    c.adminToken,
-		SeparateAdmin: adminLn != nil,
+		SeparateAdmin: separateAdmin,
 		AccessTTL:     c.accessTTL,
 		RefreshTTL:    c.refreshTTL,
 		CodeTTL:       c.codeTTL,
@@ -405,11 +477,19 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 		TrustedProxies: c.proxies,
 	})
-	if err != nil {
-		_ = node.Shutdown(context.Background())
-		return err
-	}
-	node.ServeHandOffs(api.HandOffHandler())
+}
+
+// httpServers are the running HTTP servers: srv on --http-addr, adminSrv
+// on --admin-addr (nil without one). Each sends on errs when it stops.
+type httpServers struct {
+	srv, adminSrv     *http.Server
+	errs              chan error
+	baseURL, adminURL string
+}
+
+// startServers serves api on ln and, when adminLn is not nil, its admin
+// handler on adminLn.
+func (c *serveConfig) startServers(api *httpapi.Server, ln, adminLn net.Listener, scheme string, log *slog.Logger) *httpServers {
 	newServer := func(h http.Handler, writeTimeout time.Duration) *http.Server {
 		return &http.Server{
 			Handler:           h,
@@ -421,7 +501,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 	}
-	serveErr := make(chan error, 2)
+	s := &httpServers{errs: make(chan error, 2)}
 	serveOn := func(srv *http.Server, ln net.Listener, name string) {
 		go func() {
 			var err error
@@ -431,38 +511,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			} else {
 				err = srv.Serve(ln)
 			}
-			serveErr <- fmt.Errorf("%s: %w", name, err)
+			s.errs <- fmt.Errorf("%s: %w", name, err)
 		}()
 	}
-	srv := newServer(withHSTS(c.issuer, c.dev, api), 30*time.Second)
-	serveOn(srv, ln, "--http-addr")
-	baseURL, adminURL := scheme+"://"+ln.Addr().String(), ""
-	var adminSrv *http.Server
+	s.srv = newServer(withHSTS(c.issuer, c.dev, api), 30*time.Second)
+	serveOn(s.srv, ln, "--http-addr")
+	s.baseURL = scheme + "://" + ln.Addr().String()
 	if adminLn != nil {
-		adminSrv = newServer(api.AdminHandler(), adminWriteTimeout)
-		serveOn(adminSrv, adminLn, "--admin-addr")
-		adminURL = scheme + "://" + adminLn.Addr().String()
+		s.adminSrv = newServer(api.AdminHandler(), adminWriteTimeout)
+		serveOn(s.adminSrv, adminLn, "--admin-addr")
+		s.adminURL = scheme + "://" + adminLn.Addr().String()
 	}
-	attrs := []any{"node_id", c.nodeID, "http", baseURL}
-	if adminURL != "" {
-		attrs = append(attrs, "admin", adminURL)
-	}
-	log.Info("tokend serving", append(attrs,
-		"raft", c.raftAddr, "gossip", c.gossipAddr, "data_dir", c.dataDir, "version", version)...)
-
-	if c.dev {
-		if err := c.seedDemo(ctx, node, baseURL, cmp.Or(adminURL, baseURL), stdout); err != nil {
-			log.Error("seeding demo data failed", "err", err)
-		}
-	}
-
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case err = <-serveErr:
-		log.Error("http server stopped", "err", err)
-	}
-	return shutdown(srv, adminSrv, node, c.leaveOnTerminate, log)
+	return s
 }
 
 // adminWriteTimeout lets /debug/pprof/profile and /debug/pprof/trace
