@@ -309,6 +309,8 @@ func TestResultRoundTrip(t *testing.T) {
 		{Outcome: OK, Index: 1, GrantID: 1, IssuedCount: 1, Count: 0},
 		{Outcome: Reused, Index: 1 << 40, GrantID: 77, IssuedCount: 3, Count: 9},
 		{Outcome: BadCommand, Index: math.MaxUint64, GrantID: math.MaxUint64, IssuedCount: math.MaxUint64, Count: math.MaxUint64},
+		{Outcome: OK, Index: 9, GrantID: 9, IssuedCount: 2, Scope: "openid read"},
+		{Outcome: OK, Index: 1 << 40, Scope: "ß"},
 	}
 	for o := OK; o <= BadCommand; o++ {
 		results = append(results, Result{Outcome: o, Index: uint64(o) * 1000})
@@ -319,13 +321,40 @@ func TestResultRoundTrip(t *testing.T) {
 		if err != nil || got != r {
 			t.Errorf("round trip %+v: got %+v, %v", r, got, err)
 		}
+		base := EncodeResult(Result{Outcome: r.Outcome, Index: r.Index, GrantID: r.GrantID, IssuedCount: r.IssuedCount, Count: r.Count})
 		for n := 0; n < len(b); n++ {
-			if _, err := DecodeResult(b[:n]); err == nil {
+			// The base form without the scope extension is the one
+			// prefix that is a result of its own.
+			if got, err := DecodeResult(b[:n]); err == nil && (n != len(base) || got.Scope != "") {
 				t.Errorf("%+v: prefix %d/%d accepted", r, n, len(b))
 			}
 		}
 		if _, err := DecodeResult(append(b, 0)); err == nil {
 			t.Errorf("%+v: trailing byte accepted", r)
+		}
+	}
+}
+
+// TestResultEncodingCompatible: a result without a scope keeps the base
+// form an older node reads (five fields, nothing after), the extension is
+// refused when empty or unknown, and a scope must be UTF-8.
+func TestResultEncodingCompatible(t *testing.T) {
+	base := []byte{byte(Reused), 5, 6, 7, 8}
+	if b := EncodeResult(Result{Outcome: Reused, Index: 5, GrantID: 6, IssuedCount: 7, Count: 8}); !bytes.Equal(b, base) {
+		t.Errorf("base form %x, want %x", b, base)
+	}
+	withScope := append(append([]byte(nil), base...), resultExtScope, 4, 'r', 'e', 'a', 'd')
+	if r, err := DecodeResult(withScope); err != nil || r.Scope != "read" {
+		t.Errorf("extension: %+v %v", r, err)
+	}
+	for _, bad := range [][]byte{
+		append(append([]byte(nil), base...), resultExtScope, 0),          // empty scope
+		append(append([]byte(nil), base...), 2, 4, 'r', 'e', 'a', 'd'),   // unknown extension
+		append(append([]byte(nil), base...), resultExtScope, 2, 0xff, 0), // not UTF-8
+		append(append([]byte(nil), base...), resultExtScope),             // truncated
+	} {
+		if r, err := DecodeResult(bad); err == nil {
+			t.Errorf("%x accepted as %+v", bad, r)
 		}
 	}
 }
@@ -420,6 +449,9 @@ func FuzzApply(f *testing.F) {
 		r := fs.Apply(idx, data)
 		if r.Index != idx || fs.AppliedIndex() != idx {
 			t.Fatalf("index: result %d, applied %d", r.Index, fs.AppliedIndex())
+		}
+		if got, err := DecodeResult(EncodeResult(r)); err != nil || got != r {
+			t.Fatalf("result %+v forwards as %+v, %v", r, got, err)
 		}
 		c, err := Decode(data)
 		if err != nil {

@@ -377,21 +377,42 @@ func Decode(b []byte) (Command, error) {
 }
 
 // EncodeResult and DecodeResult carry a Result across the internal
-// forwarding channel.
+// forwarding channel. The base form is the outcome byte and four varints
+// (Index, GrantID, IssuedCount, Count). A result with a Scope appends an
+// extension: resultExtScope and the scope. EncodeResult writes the
+// extension only when Scope is set, so every other result keeps the base
+// form, and DecodeResult reads both but refuses an extension that carries
+// nothing, so every Result has exactly one encoding.
+const resultExtScope = 1
+
+// EncodeResult writes r for DecodeResult.
 func EncodeResult(r Result) []byte {
-	e := encoder{b: make([]byte, 0, 24)}
+	e := encoder{b: make([]byte, 0, 24+len(r.Scope))}
 	e.byte(byte(r.Outcome))
 	e.uvarint(r.Index)
 	e.uvarint(r.GrantID)
 	e.uvarint(r.IssuedCount)
 	e.uvarint(r.Count)
+	if r.Scope != "" {
+		e.byte(resultExtScope)
+		e.string(r.Scope)
+	}
 	return e.b
 }
 
-// DecodeResult parses what EncodeResult wrote.
+// DecodeResult parses what EncodeResult wrote, with or without the
+// extension (an older leader writes only the base form).
 func DecodeResult(b []byte) (Result, error) {
 	d := decoder{b: b}
 	r := Result{Outcome: Outcome(d.byte()), Index: d.uvarint(), GrantID: d.uvarint(), IssuedCount: d.uvarint(), Count: d.uvarint()}
+	if d.err == nil && len(d.b) != 0 {
+		if d.byte() != resultExtScope {
+			d.fail()
+		}
+		if r.Scope = d.string(); r.Scope == "" {
+			d.fail()
+		}
+	}
 	if d.err != nil || len(d.b) != 0 {
 		return Result{}, fmt.Errorf("fsm: decode result: %w", errShort)
 	}

@@ -180,6 +180,7 @@ func (f *FSM) issueGrant(index uint64, c *IssueGrant) Result {
 	if !c.Access.Hash.IsZero() {
 		f.addToken(g, c.Access, KindAccess, nil, c.IssuedAt)
 		r.IssuedCount = f.countIssue(g, c.IssuedAt)
+		r.Scope = g.scope
 	}
 	if !c.Refresh.Hash.IsZero() {
 		f.addToken(g, c.Refresh, KindRefresh, nil, c.IssuedAt)
@@ -291,6 +292,7 @@ func (f *FSM) redeemCode(c *RedeemCode) Result {
 	if !c.Access.Hash.IsZero() {
 		f.addToken(g, c.Access, KindAccess, nil, c.Now)
 		res.IssuedCount = f.countIssue(g, c.Now)
+		res.Scope = g.scope
 	}
 	if !c.Refresh.Hash.IsZero() {
 		f.addToken(g, c.Refresh, KindRefresh, nil, c.Now)
@@ -371,7 +373,11 @@ func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 	g.rot.Store(next)
 	f.addToken(g, c.Access, KindAccess, scope, c.Now)
 	f.addToken(g, c.Refresh, KindRefresh, nil, c.Now)
-	return Result{GrantID: g.id, IssuedCount: f.countIssue(g, c.Now)}
+	eff := g.scope
+	if scope != nil {
+		eff = *scope
+	}
+	return Result{GrantID: g.id, IssuedCount: f.countIssue(g, c.Now), Scope: eff}
 }
 
 // graceRetry reports whether presenting r, a superseded refresh token of g,

@@ -1258,3 +1258,40 @@ func TestDeterminism(t *testing.T) {
 		}
 	}
 }
+
+// TestResultScope: every command that issues an access token reports the
+// token's effective scope in its Result, so the HTTP layer answers from
+// the Result alone (a follower has no local read to fall back on).
+func TestResultScope(t *testing.T) {
+	e := newEnv(t)
+	p0, r := e.issue("g", "c1", "t", "alice", "read write profile", t0)
+	if r.Scope != "read write profile" {
+		t.Errorf("issue: scope %q", r.Scope)
+	}
+	// A grant with only a code issued no access token: no scope yet.
+	code, r := codeGrant(e, "cg", "c1", "https://app/cb", "", t0)
+	if r.Scope != "" {
+		t.Errorf("code-only issue: scope %q", r.Scope)
+	}
+	if r := e.ok(redeem(code, "c1", "https://app/cb", "", t0+sec, tokensFor("cg1"))); r.Scope != "openid read" {
+		t.Errorf("redeem: scope %q", r.Scope)
+	}
+	p1 := tokensFor("g1")
+	c := e.rotate(p0.refresh, "c1", "profile read", t0+sec, 0, p1)
+	if r := e.ok(&c); r.Scope != "profile read" {
+		t.Errorf("narrowing rotate: scope %q", r.Scope)
+	}
+	c2 := e.rotate(p1.refresh, "c1", "", t0+2*sec, 0, tokensFor("g2"))
+	if r := e.ok(&c2); r.Scope != "read write profile" {
+		t.Errorf("full rotate: scope %q", r.Scope)
+	}
+	// Refusals carry none.
+	if r := e.expect(redeem(code, "c1", "https://app/cb", "", t0+2*sec, tokensFor("cg2")), Reused); r.Scope != "" {
+		t.Errorf("reused redeem: scope %q", r.Scope)
+	}
+	// And it survives the forwarding channel.
+	got, err := DecodeResult(EncodeResult(r))
+	if err != nil || got != r {
+		t.Errorf("forwarded %+v: %+v %v", r, got, err)
+	}
+}

@@ -209,6 +209,10 @@ type Result struct {
 	IssuedCount uint64
 	// Count of grants affected by bulk revocations and purges.
 	Count uint64
+	// Scope is the effective scope of the access token an IssueGrant,
+	// RedeemCode or RotateRefresh issued (the grant's, or the narrower one
+	// a refresh asked for), so the response needs no read-back.
+	Scope string
 }
 
 // Err returns the outcome as an error.
