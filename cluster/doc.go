@@ -8,20 +8,21 @@
 // Everything nodes say to each other, except gossip, crosses one TCP port,
 // RaftAddr (mux.go): Raft's own NetworkTransport and a small binary RPC
 // (rpc.go: forwarded writes, lease reports, leave, sign-in hand-off, a
-// ping, forwarded backup restores: backup.go), told apart by a first byte read only after a TLS 1.3 handshake in
-// which both sides presented certificates chaining to the cluster's CA
-// (pki.go). That CA is derived from the cluster key (HKDF-SHA256 with salt
-// "tokend cluster CA v1" gives an Ed25519 seed; the self-signed CA has
-// serial 1 and validity 2020-2120, so every node builds the identical
-// certificate; each node mints its own 24-hour leaf from it at start-up
-// and renews it halfway), or supplied by the operator. Nobody without the key (or a certificate of the operator's CA)
-// can send a single byte to Raft or the RPC service, and TLS makes every
-// record unforgeable and unreplayable, so the calls need no signatures,
-// timestamps or nonces of their own. The leader adds a gossiping member to
-// the Raft configuration only after a ping over its internal port
-// succeeded, so a node that has the gossip key but no trusted certificate
-// never becomes a voter nobody can reach. docs/SECURITY.md has the threat
-// model.
+// ping, forwarded backup restores: backup.go), told apart by a first byte
+// read only after a TLS 1.3 handshake in which both sides presented
+// certificates chaining to the cluster's CA (pki.go). That CA is derived
+// from the cluster key (HKDF-SHA256 with salt caSalt gives an Ed25519 seed;
+// the self-signed CA has serial 1 and validity caNotBefore to caNotAfter,
+// so every node builds the identical certificate; each node mints its own
+// leaf, valid leafLifetime, from it at start-up and renews it halfway), or
+// supplied by the operator. Nobody without the key (or a certificate of the
+// operator's CA) can send a single byte to Raft or the RPC service, and TLS
+// makes every record unforgeable and unreplayable, so the calls need no
+// signatures, timestamps or nonces of their own. The leader adds a
+// gossiping member to the Raft configuration only after a ping over its
+// internal port succeeded, so a node that has the gossip key but no trusted
+// certificate never becomes a voter nobody can reach. docs/SECURITY.md has
+// the threat model.
 //
 // # Single node
 //
@@ -39,29 +40,31 @@
 //
 // memberlist gossips {id, raft, http, version, bootstrap-expect, has-state,
 // left} as JSON node metadata, encrypted with the cluster key; Join
-// addresses are retried in the background and a failure (for example
-// "no installed keys could decrypt the message" for a wrong key) is logged
-// and shown in Status.JoinError. With BootstrapExpect N > 1 a node without
+// addresses are retried in the background and a failure (for example "no
+// installed keys could decrypt the message" for a wrong key) is logged and
+// shown in Status.JoinError. With BootstrapExpect N > 1 a node without
 // state waits until exactly N alive members, none with state and all
 // gossiping the same N, see each other, then bootstraps all N sorted by id;
 // every node computes the same list and raft accepts identical bootstraps.
 // A mismatched bootstrap-expect is logged as an error and blocks bootstrap.
 // A node with Join and BootstrapExpect 1 never bootstraps: it waits to be
-// added. The leader reconciles every second and on gossip events: an alive
-// member not in the configuration (or with a new raft address) is added as
-// a voter; a member that left is removed; a member dead longer than
-// DeadServerGrace is removed only if the alive voters remain a quorum of
-// the smaller configuration. memberlist's leave event does not say "left"
-// versus "dead", so Leave first gossips left=true in its metadata, then
-// leaves gossip, then asks the leader (the leave RPC) to remove it; the
-// leader also keeps a 30 s tombstone so it does not re-add the node.
+// added. The leader reconciles every reconcileInterval and on gossip
+// events: an alive member not in the configuration (or with a new raft
+// address) is added as a voter; a member that left is removed; a member
+// dead longer than DeadServerGrace is removed only if the alive voters
+// remain a quorum of the smaller configuration. memberlist's leave event
+// does not say "left" versus "dead", so Leave first gossips left=true in
+// its metadata, then leaves gossip, then asks the leader (the leave RPC) to
+// remove it; the leader also keeps a tombstone for leftTombstone so it does
+// not re-add the node.
 //
 // Any node accepts writes. A follower sends the encoded command (hashes
 // only) to the leader's internal port as an apply RPC, at the address Raft
 // reports for the leader. A forward is retried (following leader changes)
 // only when nothing can have been proposed: no connection could be made,
 // or the peer answered "not the leader". Every failure that means "later"
-// is an *UnavailableError with RetryAfter; Apply gives up after 5 s.
+// is an *UnavailableError with RetryAfter; Apply gives up after
+// applyTimeout.
 //
 // # Consistency: read leases and a visibility barrier
 //
@@ -71,12 +74,13 @@
 //
 //  1. A follower may serve reads only while it holds a read lease. Its
 //     lease loop sends a lease RPC {id, applied, term} to the leader
-//     after every apply batch and every 50 ms. The leader records the
-//     reported applied index and grants a lease (1 s) only if the node has
-//     applied at least the floor: the highest index acknowledged so far
-//     (initially the term's barrier). The holder counts the lease from the
-//     moment it sent the request, minus a 10% margin; the leader counts it
-//     from when it answered. So the holder always stops first.
+//     after every apply batch and every leaseRenew. The leader records the
+//     reported applied index and grants a lease (leaseLength) only if the
+//     node has applied at least the floor: the highest index acknowledged
+//     so far (initially the term's barrier). The holder counts the lease
+//     from the moment it sent the request, minus a margin (holderMargin);
+//     the leader counts it from when it answered. So the holder always
+//     stops first.
 //  2. The leader acknowledges a write at index i (its own Apply or a
 //     forwarded one) only when every node with an unexpired lease (leader's
 //     view) has reported applied >= i, and then raises the floor to i. A
@@ -84,49 +88,51 @@
 //     lease, and the node gets a new lease only once it has applied the
 //     floor. Grant and acknowledgement decisions are made under one mutex,
 //     so a lease granted below i is always waited for.
-//  3. A new leader acknowledges no write until officeWait = lease +
-//     LeaderLeaseTimeout + 2 margins after taking office. An old leader L1
-//     grants leases only while raft says it leads; cut off from its quorum
-//     it steps down at most LeaderLeaseTimeout after its last quorum
-//     contact t0, and the new leader took office after t0 (one of its
-//     voters stopped answering L1 to vote). So L1's last grant expires,
-//     leader-side, before t0 + LeaderLeaseTimeout + lease, which is before
-//     the new leader's first acknowledgement. Leases of the new leader go
-//     only to nodes that applied its barrier, which holds everything
-//     acknowledged before.
+//  3. A new leader acknowledges no write until officeWait = leaseLength +
+//     leaderLeaseTimeout + 2*holderMargin after taking office. An old
+//     leader L1 grants leases only while raft says it leads; cut off from
+//     its quorum it steps down at most leaderLeaseTimeout after its last
+//     quorum contact t0, and the new leader took office after t0 (one of
+//     its voters stopped answering L1 to vote). So L1's last grant expires,
+//     leader-side, before t0 + leaderLeaseTimeout + leaseLength, which is
+//     before the new leader's first acknowledgement. Leases of the new
+//     leader go only to nodes that applied its barrier, which holds
+//     everything acknowledged before.
 //  4. The leader serves reads once its barrier is applied, while raft
 //     reports it as leader of that term, and only within leaderReadWindow
-//     (officeWait less 20%) of the start of its last successful quorum check
-//     (raft.VerifyLeader, every 100 ms). Everything acknowledged is committed,
-//     hence in its log, hence applied after the barrier, so it needs no
-//     lease. The time limit is what covers a leader that is paused (SIGSTOP,
-//     a long GC or VM stall): raft steps a leader down only when its own
-//     timer runs, so after a pause it would otherwise answer queued requests
-//     from stale memory while a successor has been acknowledging writes.
-//     Every voter that answered the check had not left this term, so a
-//     successor took office after the check began and acknowledges nothing
-//     for officeWait after that. The same limit gates lease grants, so a
-//     resumed old leader grants none. The linearizability test in
-//     cmd/tokend found the pause case; without a lease or a confirmed
-//     leadership, ReadReady returns an *UnavailableError.
+//     (a fraction of officeWait) of the start of its last successful quorum
+//     check (raft.VerifyLeader, every verifyInterval). Everything
+//     acknowledged is committed, hence in its log, hence applied after the
+//     barrier, so it needs no lease. The time limit is what covers a leader
+//     that is paused (SIGSTOP, a long GC or VM stall): raft steps a leader
+//     down only when its own timer runs, so after a pause it would
+//     otherwise answer queued requests from stale memory while a successor
+//     has been acknowledging writes. Every voter that answered the check
+//     had not left this term, so a successor took office after the check
+//     began and acknowledges nothing for officeWait after that. The same
+//     limit gates lease grants, so a resumed old leader grants none. The
+//     linearizability test in cmd/tokend found the pause case; without a
+//     lease or a confirmed leadership, ReadReady returns an
+//     *UnavailableError.
 //
-// Assumptions: clock *rates* differ by less than the 10% margin (clocks need
-// not be synchronized: every duration is measured locally with the
-// monotonic clock, which keeps running while a process is stopped); a
-// holder's reports arrive in order (its lease loop has one request in
-// flight). A pause between the readiness check and the answer of one
-// request is not covered: that is inherent to serving reads locally.
-// What it does not give: a write still in flight may be visible on one node
-// and not yet on another, so concurrent reads of an unacknowledged write
-// are not linearizable; acknowledged ones are. A follower forwarding a
-// write also waits (bounded) until it applied the result locally.
+// Assumptions: clock *rates* differ by less than the margin (holderMargin
+// of leaseLength; clocks need not be synchronized: every duration is
+// measured locally with the monotonic clock, which keeps running while a
+// process is stopped); a holder's reports arrive in order (its lease loop
+// has one request in flight). A pause between the readiness check and the
+// answer of one request is not covered: that is inherent to serving reads
+// locally. What it does not give: a write still in flight may be visible on
+// one node and not yet on another, so concurrent reads of an unacknowledged
+// write are not linearizable; acknowledged ones are. A follower forwarding
+// a write also waits (bounded) until it applied the result locally.
 //
 // Cost: a write waits for the slowest lease holder's apply report, about
-// one extra round trip (CommitTimeout is 5 ms, so followers learn the
+// one extra round trip (commitTimeout is short, so followers learn the
 // commit index quickly); after a leader change writes pause for officeWait
-// (~1.7 s) while reads continue on nodes whose leases are still valid.
+// while reads continue on nodes whose leases are still valid.
 //
-// Timing: heartbeat and election timeouts 1 s, LeaderLeaseTimeout 500 ms
-// (loopback CI with -race on two busy cores does not flap); failover with
-// writes resuming takes about 3-4 s in tests.
+// Timing: every duration above is a constant in config.go, which owns the
+// values: heartbeatTimeout, electionTimeout and leaderLeaseTimeout are
+// generous enough that loopback CI with -race on two busy cores does not
+// flap; failover with writes resuming takes about 3-4 s in tests.
 package cluster

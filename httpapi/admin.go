@@ -150,16 +150,14 @@ func (req *clientRequest) validate() (fsm.Client, error) {
 	return c, nil
 }
 
-func (s *Server) createClient(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createClient(w http.ResponseWriter, r *http.Request) error {
 	var req clientRequest
 	if err := decodeJSON(w, r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	c, err := req.validate()
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	c.ID = newClientID()
 	c.CreatedAt = s.now().UnixNano()
@@ -168,118 +166,111 @@ func (s *Server) createClient(w http.ResponseWriter, r *http.Request) {
 		secret = newSecret(prefixSecret)
 		c.SecretHash = fsm.HashOf(secret)
 	}
-	if err := s.putClient(r, &fsm.PutClient{Client: c, Create: true}); err != nil {
-		s.writeError(w, r, err)
-		return
+	if err := s.applyAbout(r, &fsm.PutClient{Client: c, Create: true}, aClient); err != nil {
+		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Location", "/admin/clients/"+c.ID)
 	writeJSON(w, http.StatusCreated, viewClient(&c, secret))
+	return nil
 }
 
-func (s *Server) putClient(r *http.Request, cmd *fsm.PutClient) error {
+// applyAbout replicates cmd and turns a refusal into its HTTP error
+// (outcomeError).
+func (s *Server) applyAbout(r *http.Request, cmd fsm.Command, about subject) error {
+	_, err := s.applyResult(r, cmd, about)
+	return err
+}
+
+// applyResult is applyAbout for handlers that answer with the result.
+func (s *Server) applyResult(r *http.Request, cmd fsm.Command, about subject) (fsm.Result, error) {
 	res, err := s.apply(r.Context(), cmd)
 	if err != nil {
-		return err
+		return res, err
 	}
-	switch res.Outcome {
-	case fsm.OK:
-		return nil
-	case fsm.Exists:
-		return errorf(http.StatusConflict, "already_exists", "client already exists")
-	default:
-		return errorf(http.StatusNotFound, "not_found", "no such client")
-	}
+	return res, outcomeError(res, about)
 }
 
-func (s *Server) listClients(w http.ResponseWriter, r *http.Request) {
+func (s *Server) listClients(w http.ResponseWriter, r *http.Request) error {
 	out := []clientView{}
 	for _, c := range s.fsm.Clients() {
 		out = append(out, viewClient(c, ""))
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 func (s *Server) lookupClient(r *http.Request) (*fsm.Client, error) {
 	c, ok := s.fsm.Client(mux.Vars(r)["id"])
 	if !ok {
-		return nil, errorf(http.StatusNotFound, "not_found", "no such client")
+		return nil, outcomeError(fsm.Result{Outcome: fsm.NotFound}, aClient)
 	}
 	return c, nil
 }
 
-func (s *Server) getClient(w http.ResponseWriter, r *http.Request) {
+func (s *Server) getClient(w http.ResponseWriter, r *http.Request) error {
 	c, err := s.lookupClient(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, viewClient(c, ""))
+	return nil
 }
 
 // updateClient replaces the registration; the secret and the client type
 // stay as they are.
-func (s *Server) updateClient(w http.ResponseWriter, r *http.Request) {
+func (s *Server) updateClient(w http.ResponseWriter, r *http.Request) error {
 	old, err := s.lookupClient(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	var req clientRequest
 	if err := decodeJSON(w, r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if req.Public != nil && *req.Public != old.Public {
-		s.writeError(w, r, invalidRequest("a client cannot change between public and confidential"))
-		return
+		return invalidRequest("a client cannot change between public and confidential")
 	}
 	req.Public = &old.Public
 	c, err := req.validate()
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	c.ID, c.CreatedAt, c.UpdatedAt = old.ID, old.CreatedAt, s.now().UnixNano()
-	if err := s.putClient(r, &fsm.PutClient{Client: c, KeepSecret: true}); err != nil {
-		s.writeError(w, r, err)
-		return
+	if err := s.applyAbout(r, &fsm.PutClient{Client: c, KeepSecret: true}, aClient); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, viewClient(&c, ""))
+	return nil
 }
 
-func (s *Server) deleteClient(w http.ResponseWriter, r *http.Request) {
-	res, err := s.apply(r.Context(), &fsm.DeleteClient{ClientID: mux.Vars(r)["id"]})
-	if err == nil && res.Outcome == fsm.NotFound {
-		err = errorf(http.StatusNotFound, "not_found", "no such client")
-	}
+func (s *Server) deleteClient(w http.ResponseWriter, r *http.Request) error {
+	res, err := s.applyResult(r, &fsm.DeleteClient{ClientID: mux.Vars(r)["id"]}, aClient)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"deleted": true, "revoked_grants": res.Count})
+	return nil
 }
 
-func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) {
+func (s *Server) rotateSecret(w http.ResponseWriter, r *http.Request) error {
 	old, err := s.lookupClient(r)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if old.Public {
-		s.writeError(w, r, invalidRequest("public clients have no secret"))
-		return
+		return invalidRequest("public clients have no secret")
 	}
 	c := *old
 	secret := newSecret(prefixSecret)
 	c.SecretHash = fsm.HashOf(secret)
 	c.UpdatedAt = s.now().UnixNano()
-	if err := s.putClient(r, &fsm.PutClient{Client: c}); err != nil {
-		s.writeError(w, r, err)
-		return
+	if err := s.applyAbout(r, &fsm.PutClient{Client: c}, aClient); err != nil {
+		return err
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, viewClient(&c, secret))
+	return nil
 }
 
 type userRequest struct {
@@ -302,99 +293,89 @@ func validName(s string) bool {
 	return s != "" && len(s) <= 200 && !strings.ContainsAny(s, "/\x00") && strings.TrimSpace(s) == s
 }
 
-func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	var req userRequest
 	if err := decodeJSON(w, r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	if req.Tenant == "" {
 		req.Tenant = defaultTenant
 	}
 	if !validName(req.Tenant) || !validName(req.Username) {
-		s.writeError(w, r, invalidRequest("tenant and username must be 1-200 characters without '/'"))
-		return
+		return invalidRequest("tenant and username must be 1-200 characters without '/'")
 	}
-	if len(req.Password) < 1 || len(req.Password) > 1024 {
-		s.writeError(w, r, invalidRequest("password must be 1-1024 bytes"))
-		return
+	if err := checkNewPassword(req.Password); err != nil {
+		return err
 	}
 	u := fsm.User{Tenant: req.Tenant, Username: req.Username, PasswordHash: HashPassword(req.Password), CreatedAt: s.now().UnixNano()}
-	res, err := s.apply(r.Context(), &fsm.PutUser{User: u, Create: true})
-	if err == nil && res.Outcome == fsm.Exists {
-		err = errorf(http.StatusConflict, "already_exists", "user already exists")
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	if err := s.applyAbout(r, &fsm.PutUser{User: u, Create: true}, aUser); err != nil {
+		return err
 	}
 	w.Header().Set("Location", "/admin/users/"+url.PathEscape(u.Tenant)+"/"+url.PathEscape(u.Username))
 	writeJSON(w, http.StatusCreated, viewUser(&u))
+	return nil
 }
 
-func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
+func checkNewPassword(p string) error {
+	if len(p) < 1 || len(p) > 1024 {
+		return invalidRequest("password must be 1-1024 bytes")
+	}
+	return nil
+}
+
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) error {
 	out := []userView{}
 	for _, u := range s.fsm.Users() {
 		out = append(out, viewUser(u))
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // updateUser sets a new password.
-func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) {
+func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) error {
 	vars := mux.Vars(r)
 	var req struct {
 		Password string `json:"password"`
 	}
 	if err := decodeJSON(w, r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
-	if len(req.Password) < 1 || len(req.Password) > 1024 {
-		s.writeError(w, r, invalidRequest("password must be 1-1024 bytes"))
-		return
+	if err := checkNewPassword(req.Password); err != nil {
+		return err
 	}
 	old, ok := s.fsm.User(vars["tenant"], vars["username"])
 	if !ok {
-		s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "no such user"))
-		return
+		return outcomeError(fsm.Result{Outcome: fsm.NotFound}, aUser)
 	}
 	u := *old
 	u.PasswordHash = HashPassword(req.Password)
-	res, err := s.apply(r.Context(), &fsm.PutUser{User: u})
-	if err == nil && res.Outcome == fsm.NotFound {
-		err = errorf(http.StatusNotFound, "not_found", "no such user")
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	if err := s.applyAbout(r, &fsm.PutUser{User: u}, aUser); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, viewUser(&u))
+	return nil
 }
 
-func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) error {
 	vars := mux.Vars(r)
-	res, err := s.apply(r.Context(), &fsm.DeleteUser{Tenant: vars["tenant"], Username: vars["username"]})
-	if err == nil && res.Outcome == fsm.NotFound {
-		err = errorf(http.StatusNotFound, "not_found", "no such user")
-	}
+	res, err := s.applyResult(r, &fsm.DeleteUser{Tenant: vars["tenant"], Username: vars["username"]}, aUser)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"deleted": true, "revoked_grants": res.Count})
+	return nil
 }
 
 // adminRevoke revokes every grant of a client or of a user.
-func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request) {
+func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request) error {
 	var req struct {
 		ClientID string `json:"client_id"`
 		Tenant   string `json:"tenant"`
 		Username string `json:"username"`
 	}
 	if err := decodeJSON(w, r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	var cmd fsm.Command
 	switch {
@@ -406,13 +387,12 @@ func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request) {
 		}
 		cmd = &fsm.RevokeSubject{Tenant: req.Tenant, Username: req.Username}
 	default:
-		s.writeError(w, r, invalidRequest(`give either {"client_id"} or {"tenant","username"}`))
-		return
+		return invalidRequest(`give either {"client_id"} or {"tenant","username"}`)
 	}
-	res, err := s.apply(r.Context(), cmd)
+	res, err := s.applyResult(r, cmd, aRevocation)
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"revoked_grants": res.Count})
+	return nil
 }

@@ -21,14 +21,13 @@ func (s *Server) clusterStatus(w http.ResponseWriter, r *http.Request) {
 
 // adminLeave removes this node from the cluster; the process keeps running
 // until it is stopped.
-func (s *Server) adminLeave(w http.ResponseWriter, r *http.Request) {
+func (s *Server) adminLeave(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Leave == nil {
-		s.writeError(w, r, errorf(http.StatusNotImplemented, "not_supported", "this node cannot leave"))
-		return
+		return errorf(http.StatusNotImplemented, "not_supported", "this node cannot leave")
 	}
 	if err := s.cfg.Leave(r.Context()); err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"left": true})
+	return nil
 }

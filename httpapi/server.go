@@ -237,8 +237,8 @@ func (s *Server) adminRoutes() *mux.Router {
 	r := s.newRouter()
 	// Admin routes hang off the root router with their full paths: a mux
 	// subrouter would turn a wrong method on an admin path into 404.
-	admin := func(path string, h http.HandlerFunc, methods ...string) {
-		s.handle(r, "/admin"+path, s.requireAdmin(h).ServeHTTP, methods...)
+	admin := func(path string, h errorHandler, methods ...string) {
+		s.handle(r, "/admin"+path, s.requireAdmin(s.serveErrors(h)).ServeHTTP, methods...)
 	}
 	admin("/clients", s.createClient, http.MethodPost)
 	admin("/clients", s.listClients, http.MethodGet)

@@ -46,23 +46,22 @@ type snapshotRefused interface {
 	SnapshotRefused() string
 }
 
-func (s *Server) snapshotter(w http.ResponseWriter, r *http.Request) (Snapshotter, bool) {
+func (s *Server) snapshotter() (Snapshotter, error) {
 	sn, ok := s.rep.(Snapshotter)
 	if !ok {
-		s.writeError(w, r, errorf(http.StatusNotImplemented, "not_supported", "this node cannot take or restore backups"))
+		return nil, errorf(http.StatusNotImplemented, "not_supported", "this node cannot take or restore backups")
 	}
-	return sn, ok
+	return sn, nil
 }
 
-func (s *Server) saveSnapshot(w http.ResponseWriter, r *http.Request) {
-	sn, ok := s.snapshotter(w, r)
-	if !ok {
-		return
+func (s *Server) saveSnapshot(w http.ResponseWriter, r *http.Request) error {
+	sn, err := s.snapshotter()
+	if err != nil {
+		return err
 	}
 	rc, size, err := sn.OpenSnapshot(r.Context())
 	if err != nil {
-		s.writeError(w, r, err)
-		return
+		return err
 	}
 	defer rc.Close()
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(snapshotTransferTime))
@@ -76,28 +75,26 @@ func (s *Server) saveSnapshot(w http.ResponseWriter, r *http.Request) {
 		s.log.WarnContext(r.Context(), "backup transfer failed", "sent", n, "of", size, "err", err)
 		panic(http.ErrAbortHandler)
 	}
+	return nil
 }
 
-func (s *Server) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
-	sn, ok := s.snapshotter(w, r)
-	if !ok {
-		return
+func (s *Server) restoreSnapshot(w http.ResponseWriter, r *http.Request) error {
+	sn, err := s.snapshotter()
+	if err != nil {
+		return err
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/octet-stream" {
-		s.writeError(w, r, errorf(http.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/octet-stream"))
-		return
+		return errorf(http.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/octet-stream")
 	}
 	force := false
 	if v := r.URL.Query().Get("force"); v != "" {
 		var err error
 		if force, err = strconv.ParseBool(v); err != nil {
-			s.writeError(w, r, invalidRequest("force must be true or false"))
-			return
+			return invalidRequest("force must be true or false")
 		}
 	}
 	if r.ContentLength > MaxSnapshotBytes {
-		s.writeError(w, r, errorf(http.StatusRequestEntityTooLarge, "invalid_request", "backup file too large"))
-		return
+		return errorf(http.StatusRequestEntityTooLarge, "invalid_request", "backup file too large")
 	}
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Now().Add(snapshotTransferTime))
@@ -110,16 +107,17 @@ func (s *Server) restoreSnapshot(w http.ResponseWriter, r *http.Request) {
 	case err == nil:
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, res)
+		return nil
 	case errors.As(err, &refused):
 		status := http.StatusBadRequest
 		if refused.SnapshotRefused() == "cluster_mismatch" {
 			status = http.StatusConflict
 		}
 		s.log.WarnContext(r.Context(), "backup restore refused", "reason", refused.SnapshotRefused(), "err", refused.Error())
-		s.writeError(w, r, errorf(status, refused.SnapshotRefused(), refused.Error()))
+		return errorf(status, refused.SnapshotRefused(), refused.Error())
 	case errors.As(err, &mbe):
-		s.writeError(w, r, errorf(http.StatusRequestEntityTooLarge, "invalid_request", "backup file too large"))
+		return errorf(http.StatusRequestEntityTooLarge, "invalid_request", "backup file too large")
 	default:
-		s.writeError(w, r, err)
+		return err
 	}
 }
