@@ -101,7 +101,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 
 	browser := s.browserID(w, r)
-	sess := s.pages.sessions.create(s.now(), browser, req)
+	sess := s.sessions.create(s.now(), browser, req)
 	s.render(w, r, s.pages.login, http.StatusOK, loginData{
 		Action: prefix + "/authorize/login", RequestID: sess.id, CSRF: sess.csrf,
 		ClientName: c.Name, Tenant: req.tenant, TenantFixed: req.tenant != "",
@@ -226,7 +226,7 @@ func (s *Server) authorizeLogin(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, s.pages.login, http.StatusUnauthorized, data, selfOnly)
 		return
 	}
-	csrf, ok := s.pages.sessions.signIn(sess.id, data.Username, tenant)
+	csrf, ok := s.sessions.signIn(sess.id, data.Username, tenant)
 	if !ok {
 		s.expiredPage(w, r)
 		return
@@ -253,7 +253,7 @@ func (s *Server) authorizeConsent(w http.ResponseWriter, r *http.Request) {
 			"Sign in before approving access. Return to the application and start again.")
 		return
 	}
-	if !s.pages.sessions.take(sess.id) {
+	if !s.sessions.take(sess.id) {
 		s.expiredPage(w, r)
 		return
 	}
@@ -326,7 +326,7 @@ func (s *Server) sessionPost(w http.ResponseWriter, r *http.Request) (form, auth
 		s.errorPage(w, r, http.StatusBadRequest, "Invalid request", describe(err))
 		return nil, authSession{}, nil, false
 	}
-	sess, ok := s.pages.sessions.get(s.now(), f.get("request_id"))
+	sess, ok := s.sessions.get(s.now(), f.get("request_id"))
 	if !ok {
 		s.expiredPage(w, r)
 		return nil, authSession{}, nil, false

@@ -23,11 +23,10 @@ var templateFS embed.FS
 type pages struct {
 	login, consent, errPage *template.Template
 	static                  map[string][]byte // file name -> contents
-	sessions                *sessionStore
 }
 
 func newPages() (*pages, error) {
-	p := &pages{static: map[string][]byte{}, sessions: newSessionStore(maxSessions, sessionTTL)}
+	p := &pages{static: map[string][]byte{}}
 	parse := func(name string) (*template.Template, error) {
 		return template.ParseFS(templateFS, "templates/base.html", "templates/"+name)
 	}

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,6 +90,8 @@ type Server struct {
 	adminThrottle *adminThrottle
 	adminDigest   [sha256.Size]byte
 	pages         *pages
+	// sessions holds this node's pending sign-ins (session.go).
+	sessions *signInSessions
 	// dummyHash is checked when a user does not exist, so a login for an
 	// unknown user costs as much as one for a known user.
 	dummyHash string
@@ -136,6 +137,7 @@ func New(cfg Config) (*Server, error) {
 		now:       cfg.Now,
 		dummyHash: HashPassword("tokend-timing-equaliser"),
 
+		sessions:      newSignInSessions(maxSessions, sessionTTL, cfg.NodeID),
 		adminThrottle: newAdminThrottle(cfg.Now, adminThrottleMaxKeys),
 		adminDigest:   sha256.Sum256([]byte(cfg.AdminToken)),
 	}
@@ -148,9 +150,6 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.pages, err = newPages(); err != nil {
 		return nil, fmt.Errorf("httpapi: pages: %w", err)
-	}
-	if cfg.NodeID != "" {
-		s.pages.sessions.owner = "." + hex.EncodeToString([]byte(cfg.NodeID))
 	}
 	s.routes()
 	return s, nil

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"crypto/subtle"
+	"encoding/hex"
 	"net/http"
 	"sync"
 	"time"
@@ -60,7 +61,8 @@ type authSession struct {
 	username, tenant string
 }
 
-type sessionStore struct {
+// signInSessions is this node's store of pending sign-ins, held by Server.
+type signInSessions struct {
 	owner string // "." + hex(node id) appended to request ids; see handoff.go
 	mu    sync.Mutex
 	m     map[string]*authSession
@@ -70,12 +72,18 @@ type sessionStore struct {
 	ttl   time.Duration
 }
 
-func newSessionStore(max int, ttl time.Duration) *sessionStore {
-	return &sessionStore{m: make(map[string]*authSession), max: max, ttl: ttl}
+// newSignInSessions returns an empty store; nodeID, when set, is appended
+// (hex-encoded) to request ids so any node can tell the owner (handoff.go).
+func newSignInSessions(max int, ttl time.Duration, nodeID string) *signInSessions {
+	st := &signInSessions{m: make(map[string]*authSession), max: max, ttl: ttl}
+	if nodeID != "" {
+		st.owner = "." + hex.EncodeToString([]byte(nodeID))
+	}
+	return st
 }
 
 // create stores a new session for req bound to browser.
-func (st *sessionStore) create(now time.Time, browser string, req authRequest) *authSession {
+func (st *signInSessions) create(now time.Time, browser string, req authRequest) *authSession {
 	sess := &authSession{
 		id:      newSecret("") + st.owner,
 		browser: browser,
@@ -110,7 +118,7 @@ func (st *sessionStore) create(now time.Time, browser string, req authRequest) *
 }
 
 // get returns a copy of a live session by request id.
-func (st *sessionStore) get(now time.Time, id string) (authSession, bool) {
+func (st *signInSessions) get(now time.Time, id string) (authSession, bool) {
 	if id == "" {
 		return authSession{}, false
 	}
@@ -125,7 +133,7 @@ func (st *sessionStore) get(now time.Time, id string) (authSession, bool) {
 
 // signIn records the signed-in user and rotates the CSRF token, returning
 // the new one; false when the session is gone.
-func (st *sessionStore) signIn(id, username, tenant string) (string, bool) {
+func (st *signInSessions) signIn(id, username, tenant string) (string, bool) {
 	csrf := newSecret("")
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -139,7 +147,7 @@ func (st *sessionStore) signIn(id, username, tenant string) (string, bool) {
 
 // take removes the session and reports whether it was still there, so two
 // concurrent consent posts finish it exactly once.
-func (st *sessionStore) take(id string) bool {
+func (st *signInSessions) take(id string) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if _, ok := st.m[id]; ok {
