@@ -354,12 +354,24 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (fsm.Result, error) {
 			res, safe, err := n.forward(ctx, addr, cmd)
 			n.metrics.observeForward(err, safe)
 			if err == nil {
-				// Our own reads need a lease, and the leader waited for
-				// every lease holder; still, waiting here (briefly) lets a
-				// caller read its write right away on this node.
+				// The result answers for itself (fsm.Result carries what
+				// a response needs), but a caller must be able to read
+				// its write on this node right away. The leader waited
+				// for every lease holder, so this is brief; a node that
+				// cannot apply it within a lease says so instead of
+				// answering with state it does not have yet.
 				wctx, wcancel := context.WithTimeout(ctx, leaseLength)
-				n.waitApplied(wctx, res.Index)
+				here := n.waitApplied(wctx, res.Index)
 				wcancel()
+				if !here {
+					cause := ErrTimeout
+					if n.stopping() {
+						cause = ErrShutdown
+					}
+					err = unavailable("applied on the leader but not yet here", cause)
+					n.metrics.observeApply("forward", start, err)
+					return fsm.Result{}, err
+				}
 				n.metrics.observeApply("forward", start, nil)
 				return res, nil
 			}

@@ -245,7 +245,7 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, f form, c 
 	if err != nil {
 		return err
 	}
-	s.writeTokens(w, t, s.issuedScope(t, requested), res)
+	s.writeTokens(w, t, res.Scope, res)
 	return nil
 }
 
@@ -276,18 +276,8 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, f form, c *fs
 	if err != nil {
 		return err
 	}
-	s.writeTokens(w, t, s.issuedScope(t, ""), res)
+	s.writeTokens(w, t, res.Scope, res)
 	return nil
-}
-
-// issuedScope reads back the scope the state machine recorded for the
-// access token just issued (the grant's, or the narrower one requested on
-// refresh). Apply has returned, so the token is in local memory.
-func (s *Server) issuedScope(t issued, fallback string) string {
-	if tok, ok := s.fsm.Lookup(t.accessSpec.Hash, t.now.UnixNano()); ok {
-		return tok.Scope
-	}
-	return fallback
 }
 
 // validVerifier checks RFC 7636 §4.1's code_verifier syntax.

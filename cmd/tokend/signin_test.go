@@ -95,17 +95,29 @@ func TestClusterSignInAcrossNodes(t *testing.T) {
 		t.Fatalf("consent replayed on %s redirected again: %s", n2.id, resp.Header.Get("Location"))
 	}
 
+	// Redeem the code on a follower: its answer comes from the Result the
+	// leader forwarded back, scope included, not from a local read-back.
+	var leader *proc
+	eventually(t, "leader", func() (err error) { leader, err = c.leader(); return err })
+	follower := n2
+	if follower == leader {
+		follower = n3
+	}
 	exchange := url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")},
 		"client_id": {client.ClientID}, "client_secret": {client.ClientSecret}}
-	code, body, _, err = do(http.MethodPost, n2.url()+"/token", "application/x-www-form-urlencoded", exchange.Encode(), nil)
+	code, body, _, err = do(http.MethodPost, follower.url()+"/token", "application/x-www-form-urlencoded", exchange.Encode(), nil)
 	if err != nil || code != http.StatusOK {
-		t.Fatalf("code exchange on %s: %d %s %v", n2.id, code, body, err)
+		t.Fatalf("code exchange on %s: %d %s %v", follower.id, code, body, err)
 	}
 	var tok struct {
 		AccessToken string `json:"access_token"`
+		Scope       string `json:"scope"`
 	}
 	if err := json.Unmarshal(body, &tok); err != nil || tok.AccessToken == "" {
 		t.Fatalf("token response: %s", body)
+	}
+	if tok.Scope != "read" {
+		t.Errorf("code exchange on follower %s (leader %s): scope %q, want \"read\"\n%s", follower.id, leader.id, tok.Scope, body)
 	}
 	for _, p := range c.procs {
 		if got := validateEventually(t, p, tok.AccessToken); got != http.StatusOK {
