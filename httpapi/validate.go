@@ -24,7 +24,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	}
 	t, ok := s.fsm.Lookup(fsm.HashOf(raw), s.now().UnixNano())
 	if !ok || t.Kind != fsm.KindAccess {
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`) // exactly as CONTRACT.md
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`) // exactly as docs/API.md
 		w.WriteHeader(http.StatusUnauthorized)
 		return
 	}

@@ -20,8 +20,9 @@ import (
 	"github.com/anishathalye/porcupine"
 )
 
-// TestLinearizability checks the consistency guarantee of DESIGN.md
-// ("Consistency: local reads, linearizable writes") with porcupine, over a
+// TestLinearizability checks the consistency guarantee of
+// docs/ARCHITECTURE.md ("Guarantees": acknowledged writes are linearizable;
+// the argument is cluster/doc.go's "Consistency") with porcupine, over a
 // history recorded from three real processes while faults are injected:
 //
 //  1. the leader is killed with SIGKILL and restarted on its data dir;
@@ -41,7 +42,7 @@ import (
 // # What the model checks, and why it is not plain linearizability
 //
 // Each token is an object absent → valid → revoked. The guarantee
-// (DESIGN.md and cluster/doc.go) is about *acknowledged* writes: once
+// (docs/ARCHITECTURE.md and cluster/doc.go) is about *acknowledged* writes: once
 // /token returned the token, every node that answers validates it; once
 // /revoke returned 200, no node that answers validates it. cluster/doc.go
 // states the limit: "a write still in flight may be visible on one node and
