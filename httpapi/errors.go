@@ -137,22 +137,27 @@ func outcomeError(res fsm.Result, about subject) error {
 			return errorf(http.StatusConflict, "already_exists", name+" already exists")
 		}
 		return errorf(http.StatusNotFound, "not_found", "no such "+name)
-	case aRefresh:
-		switch res.Outcome {
-		case fsm.Mismatch:
-			return errorf(http.StatusBadRequest, "invalid_scope", "scope exceeds the original grant")
-		case fsm.Reused:
-			return errorf(http.StatusBadRequest, "invalid_grant", "refresh token was already used; the grant has been revoked")
+	case aRefresh, aCode:
+		ref, ok := grantRefusals[about][res.Outcome]
+		if !ok {
+			ref = grantRefusals[about][fsm.NotFound]
 		}
-		return errorf(http.StatusBadRequest, "invalid_grant", "refresh token is invalid, expired or revoked")
-	case aCode:
-		switch res.Outcome {
-		case fsm.Reused:
-			return errorf(http.StatusBadRequest, "invalid_grant", "authorization code was already used; tokens issued with it are revoked")
-		case fsm.Mismatch:
-			return errorf(http.StatusBadRequest, "invalid_grant", "redirect_uri or code_verifier does not match the authorization request")
-		}
-		return errorf(http.StatusBadRequest, "invalid_grant", "authorization code is invalid or expired")
+		return errorf(http.StatusBadRequest, ref.code, ref.desc)
 	}
 	return errorf(http.StatusBadRequest, "invalid_grant", "grant could not be issued: "+res.Err().Error())
+}
+
+// grantRefusals are the token endpoint's answers to a refused refresh or
+// code redemption; an outcome not listed is answered as NotFound.
+var grantRefusals = map[subject]map[fsm.Outcome]struct{ code, desc string }{
+	aRefresh: {
+		fsm.Mismatch: {"invalid_scope", "scope exceeds the original grant"},
+		fsm.Reused:   {"invalid_grant", "refresh token was already used; the grant has been revoked"},
+		fsm.NotFound: {"invalid_grant", "refresh token is invalid, expired or revoked"},
+	},
+	aCode: {
+		fsm.Reused:   {"invalid_grant", "authorization code was already used; tokens issued with it are revoked"},
+		fsm.Mismatch: {"invalid_grant", "redirect_uri or code_verifier does not match the authorization request"},
+		fsm.NotFound: {"invalid_grant", "authorization code is invalid or expired"},
+	},
 }
