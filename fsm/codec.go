@@ -1,8 +1,10 @@
 package fsm
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
+	"io"
 	"unicode/utf8"
 )
 
@@ -45,10 +47,24 @@ func (e *encoder) strings(list []string) {
 	}
 }
 
+// decoder reads the codec's primitives from a command or result in memory
+// (b) or, for a snapshot, from a stream (r). Both sources get the same
+// checks: canonical varints, UTF-8 strings, booleans that are 0 or 1, and
+// bounded lengths; the first failure sticks and every later read returns a
+// zero value.
 type decoder struct {
 	b       []byte
+	r       *bufio.Reader // when set, the input is r and b is unused
 	err     error
 	version byte // of the command being read
+}
+
+// streamBuffer is the read buffer a stream decoder needs: a string of
+// maxString bytes must fit in one Peek.
+const streamBuffer = maxString
+
+func newStreamDecoder(r io.Reader) *decoder {
+	return &decoder{r: bufio.NewReaderSize(r, streamBuffer)}
 }
 
 func (d *decoder) fail() {
@@ -58,14 +74,52 @@ func (d *decoder) fail() {
 	d.b = nil
 }
 
-func (d *decoder) byte() byte {
-	if len(d.b) < 1 {
+// peek returns up to n bytes of the input without consuming them; fewer
+// only at its end. A stream's read error other than EOF fails d with it.
+func (d *decoder) peek(n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if d.r == nil {
+		return d.b[:min(n, len(d.b))]
+	}
+	p, err := d.r.Peek(n)
+	if err != nil && len(p) < n && !errors.Is(err, io.EOF) {
+		d.err = err
+		return nil
+	}
+	return p
+}
+
+// skip consumes n bytes that peek returned.
+func (d *decoder) skip(n int) {
+	if d.r == nil {
+		d.b = d.b[n:]
+		return
+	}
+	_, _ = d.r.Discard(n)
+}
+
+// take returns the next n bytes, valid until the next read, or fails.
+func (d *decoder) take(n int) []byte {
+	p := d.peek(n)
+	if len(p) < n {
 		d.fail()
+		return nil
+	}
+	d.skip(n)
+	return p
+}
+
+// atEnd reports whether all input was read.
+func (d *decoder) atEnd() bool { return d.err == nil && len(d.peek(1)) == 0 }
+
+func (d *decoder) byte() byte {
+	p := d.take(1)
+	if p == nil {
 		return 0
 	}
-	v := d.b[0]
-	d.b = d.b[1:]
-	return v
+	return p[0]
 }
 
 // canonical reports whether the n-byte varint at the start of b is the
@@ -74,47 +128,48 @@ func (d *decoder) byte() byte {
 func canonical(b []byte, n int) bool { return n == 1 || b[n-1] != 0 }
 
 func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 || !canonical(d.b, n) {
+	p := d.peek(binary.MaxVarintLen64)
+	v, n := binary.Uvarint(p)
+	if n <= 0 || !canonical(p, n) {
 		d.fail()
 		return 0
 	}
-	d.b = d.b[n:]
+	d.skip(n)
 	return v
 }
 
 func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 || !canonical(d.b, n) {
+	p := d.peek(binary.MaxVarintLen64)
+	v, n := binary.Varint(p)
+	if n <= 0 || !canonical(p, n) {
 		d.fail()
 		return 0
 	}
-	d.b = d.b[n:]
+	d.skip(n)
 	return v
 }
 
 func (d *decoder) hash() (h Hash) {
-	if len(d.b) < len(h) {
-		d.fail()
-		return h
-	}
-	copy(h[:], d.b)
-	d.b = d.b[len(h):]
+	copy(h[:], d.take(len(h)))
 	return h
+}
+
+func (d *decoder) key() (k key) {
+	copy(k[:], d.take(len(k)))
+	return k
 }
 
 func (d *decoder) string() string {
 	n := d.uvarint()
-	if d.err != nil || n > maxString || n > uint64(len(d.b)) {
+	if d.err != nil || n > maxString {
 		d.fail()
 		return ""
 	}
-	s := d.b[:n]
-	if !utf8.Valid(s) {
+	s := d.take(int(n))
+	if d.err != nil || !utf8.Valid(s) {
 		d.fail()
 		return ""
 	}
-	d.b = d.b[n:]
 	return string(s)
 }
 
@@ -131,14 +186,19 @@ func (d *decoder) bool() bool {
 
 func (d *decoder) strings() []string {
 	n := d.uvarint()
-	if d.err != nil || n > uint64(len(d.b)) || n > maxString {
+	// In memory, every string takes at least a byte; a stream's length is
+	// unknown, so its preallocation is capped instead.
+	if d.err != nil || n > maxString || (d.r == nil && n > uint64(len(d.b))) {
 		d.fail()
 		return nil
 	}
 	if n == 0 {
 		return nil
 	}
-	out := make([]string, 0, n)
+	out := make([]string, 0, min(n, 64))
+	if d.r == nil {
+		out = make([]string, 0, n)
+	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		out = append(out, d.string())
 	}

@@ -262,14 +262,15 @@ func encodeClient(e *encoder, c *Client, withFlags bool) {
 	}
 }
 
-func decodeClient(d *decoder) Client {
+// decodeClient reads what encodeClient wrote with the same withFlags.
+func decodeClient(d *decoder, withFlags bool) Client {
 	var c Client
 	c.ID, c.Name = d.string(), d.string()
 	c.SecretHash = d.hash()
 	c.Public = d.bool()
 	c.RedirectURIs, c.GrantTypes, c.Scopes = d.strings(), d.strings(), d.strings()
 	c.CreatedAt, c.UpdatedAt = d.varint(), d.varint()
-	if d.version >= encodingVersionFlags && !setClientFlags(&c, d.uvarint()) {
+	if withFlags && !setClientFlags(&c, d.uvarint()) {
 		d.fail()
 	}
 	return c
@@ -282,7 +283,7 @@ func (c *PutClient) encode(e *encoder) {
 }
 
 func (c *PutClient) decode(d *decoder) {
-	c.Client = decodeClient(d)
+	c.Client = decodeClient(d, d.version >= encodingVersionFlags)
 	c.Create, c.KeepSecret = d.bool(), d.bool()
 }
 

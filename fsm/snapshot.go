@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -91,32 +90,57 @@ func (f *FSM) Snapshot() *Snapshot {
 // WriteTo encodes and streams the image to w.
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	cw := &countingWriter{w: w}
-	bw := bufio.NewWriterSize(cw, 1<<20)
-	e := encoder{b: make([]byte, 0, 64<<10)}
-	flush := func() error {
-		if len(e.b) < 60<<10 {
-			return nil
-		}
-		_, err := bw.Write(e.b)
-		e.b = e.b[:0]
-		return err
+	sw := &snapshotWriter{bw: bufio.NewWriterSize(cw, 1<<20), e: encoder{b: make([]byte, 0, 64<<10)}}
+	sw.e.b = append(sw.e.b, snapshotMagic[:]...)
+	sw.e.byte(snapshotVersion)
+	sw.e.uvarint(s.applied)
+	if err := s.writeTables(sw); err != nil {
+		return cw.n, err
 	}
+	if err := s.writeGrants(sw); err != nil {
+		return cw.n, err
+	}
+	if err := s.writeTokens(sw); err != nil {
+		return cw.n, err
+	}
+	if _, err := sw.bw.Write(sw.e.b); err != nil {
+		return cw.n, err
+	}
+	err := sw.bw.Flush()
+	return cw.n, err
+}
 
-	e.b = append(e.b, snapshotMagic[:]...)
-	e.byte(snapshotVersion)
-	e.uvarint(s.applied)
+// snapshotWriter encodes into e and hands full chunks to bw.
+type snapshotWriter struct {
+	bw *bufio.Writer
+	e  encoder
+}
+
+// flush writes what was encoded once it nears the encoder's capacity.
+func (sw *snapshotWriter) flush() error {
+	if len(sw.e.b) < 60<<10 {
+		return nil
+	}
+	_, err := sw.bw.Write(sw.e.b)
+	sw.e.b = sw.e.b[:0]
+	return err
+}
+
+// writeTables writes the clients, users and counters sections.
+func (s *Snapshot) writeTables(sw *snapshotWriter) error {
+	e := &sw.e
 	e.uvarint(uint64(len(s.clients)))
 	for _, c := range s.clients {
-		encodeClient(&e, c, true)
-		if err := flush(); err != nil {
-			return cw.n, err
+		encodeClient(e, c, true)
+		if err := sw.flush(); err != nil {
+			return err
 		}
 	}
 	e.uvarint(uint64(len(s.users)))
 	for _, u := range s.users {
-		encodeUser(&e, u)
-		if err := flush(); err != nil {
-			return cw.n, err
+		encodeUser(e, u)
+		if err := sw.flush(); err != nil {
+			return err
 		}
 	}
 	e.uvarint(uint64(len(s.counters)))
@@ -124,17 +148,19 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		e.string(k)
 		e.uvarint(c.count)
 		e.varint(c.last)
-		if err := flush(); err != nil {
-			return cw.n, err
+		if err := sw.flush(); err != nil {
+			return err
 		}
 	}
+	return nil
+}
 
-	// The grants are exactly those the cloned records point at.
+// writeGrants writes the grants section: exactly the grants the cloned
+// records point at.
+func (s *Snapshot) writeGrants(sw *snapshotWriter) error {
 	seen := make(map[*grant]struct{})
 	var grants []*grant
-	tokens := 0
 	for _, m := range s.shards {
-		tokens += len(m)
 		for _, r := range m {
 			if _, ok := seen[r.grant]; !ok {
 				seen[r.grant] = struct{}{}
@@ -142,6 +168,7 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 			}
 		}
 	}
+	e := &sw.e
 	e.uvarint(uint64(len(grants)))
 	for _, g := range grants {
 		e.uvarint(g.id)
@@ -163,11 +190,20 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 			e.key(rot.prev)
 			e.varint(rot.rotatedAt)
 		}
-		if err := flush(); err != nil {
-			return cw.n, err
+		if err := sw.flush(); err != nil {
+			return err
 		}
 	}
+	return nil
+}
 
+// writeTokens writes the tokens section.
+func (s *Snapshot) writeTokens(sw *snapshotWriter) error {
+	tokens := 0
+	for _, m := range s.shards {
+		tokens += len(m)
+	}
+	e := &sw.e
 	e.uvarint(uint64(tokens))
 	for _, m := range s.shards {
 		for k, r := range m {
@@ -181,16 +217,12 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 			}
 			e.varint(r.issuedAt)
 			e.varint(r.expiresAt)
-			if err := flush(); err != nil {
-				return cw.n, err
+			if err := sw.flush(); err != nil {
+				return err
 			}
 		}
 	}
-	if _, err := bw.Write(e.b); err != nil {
-		return cw.n, err
-	}
-	err := bw.Flush()
-	return cw.n, err
+	return nil
 }
 
 type countingWriter struct {
@@ -209,7 +241,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	// Decode into a fresh FSM and swap tables only on success, so a bad
 	// image leaves the current state untouched.
 	fresh := New()
-	applied, err := fresh.readSnapshot(bufio.NewReaderSize(r, 1<<20))
+	applied, err := fresh.readSnapshot(r)
 	if err != nil {
 		return fmt.Errorf("fsm: restore snapshot: %w", err)
 	}
@@ -228,105 +260,13 @@ func (f *FSM) Restore(r io.Reader) error {
 	return nil
 }
 
-// streamDecoder reads the codec's primitives from a buffered stream.
-type streamDecoder struct {
-	r   *bufio.Reader
-	err error
-	buf []byte
-}
-
-func (d *streamDecoder) fail(err error) {
-	if d.err == nil {
-		if errors.Is(err, io.EOF) {
-			err = io.ErrUnexpectedEOF
-		}
-		d.err = err
-	}
-}
-
-func (d *streamDecoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	b, err := d.r.ReadByte()
-	if err != nil {
-		d.fail(err)
-	}
-	return b
-}
-
-func (d *streamDecoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, err := binary.ReadUvarint(d.r)
-	if err != nil {
-		d.fail(err)
-	}
-	return v
-}
-
-func (d *streamDecoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, err := binary.ReadVarint(d.r)
-	if err != nil {
-		d.fail(err)
-	}
-	return v
-}
-
-func (d *streamDecoder) full(n int) []byte {
-	if d.err != nil {
-		return nil
-	}
-	if cap(d.buf) < n {
-		d.buf = make([]byte, n)
-	}
-	b := d.buf[:n]
-	if _, err := io.ReadFull(d.r, b); err != nil {
-		d.fail(err)
-		return nil
-	}
-	return b
-}
-
-func (d *streamDecoder) hash() (h Hash) {
-	copy(h[:], d.full(len(h)))
-	return h
-}
-
-func (d *streamDecoder) key() (k key) {
-	copy(k[:], d.full(len(k)))
-	return k
-}
-
-func (d *streamDecoder) bool() bool {
-	switch d.byte() {
-	case 0:
-		return false
-	case 1:
-		return true
-	}
-	d.fail(errShort)
-	return false
-}
-
-func (d *streamDecoder) string() string {
-	n := d.uvarint()
-	if n > maxString {
-		d.fail(errShort)
-		return ""
-	}
-	return string(d.full(int(n)))
-}
-
-// readSnapshot fills the empty f from an image and returns its applied index.
-func (f *FSM) readSnapshot(r *bufio.Reader) (uint64, error) {
-	d := &streamDecoder{r: r}
+// readSnapshot fills the empty f from an image and returns its applied
+// index. It reads with the command decoder (codec.go), so an image gets
+// every check a command does.
+func (f *FSM) readSnapshot(r io.Reader) (uint64, error) {
+	d := newStreamDecoder(r)
 	var magic [4]byte
-	copy(magic[:], d.full(4))
+	copy(magic[:], d.take(len(magic)))
 	if d.err == nil && magic != snapshotMagic {
 		return 0, errors.New("not a tokend snapshot")
 	}
@@ -335,19 +275,48 @@ func (f *FSM) readSnapshot(r *bufio.Reader) (uint64, error) {
 		return 0, fmt.Errorf("unknown snapshot version %d", version)
 	}
 	applied := d.uvarint()
+	f.readTables(d, version)
+	if err := f.readGrants(d); err != nil {
+		return 0, err
+	}
+	if err := f.readTokens(d); err != nil {
+		return 0, err
+	}
+	// The spent lists are not in the image: they follow from the records.
+	for _, g := range f.grants {
+		if sp := g.spent; sp != nil {
+			slices.SortFunc(sp.retired, spentKey.compare)
+			slices.SortFunc(sp.orphans, spentKey.compare)
+		}
+	}
+	end := d.atEnd()
+	if d.err != nil {
+		return 0, d.err
+	}
+	if !end {
+		return 0, errors.New("trailing data after the image")
+	}
+	return applied, nil
+}
 
+// readTables reads the clients, users and counters sections.
+func (f *FSM) readTables(d *decoder, version byte) {
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
-		c := d.client(version >= snapshotVersionFlags)
+		c := decodeClient(d, version >= snapshotVersionFlags)
 		f.clients[c.ID] = &c
 	}
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
-		u := User{Tenant: d.string(), Username: d.string(), PasswordHash: d.string(), CreatedAt: d.varint()}
+		u := decodeUser(d)
 		f.users[userKey{u.Tenant, u.Username}] = &u
 	}
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
 		k := d.string()
 		f.counters[k] = counter{count: d.uvarint(), last: d.varint()}
 	}
+}
+
+// readGrants reads the grants section and indexes each grant.
+func (f *FSM) readGrants(d *decoder) error {
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
 		g := &grant{id: d.uvarint()}
 		g.clientID, g.tenant, g.username = f.intern(d.string()), f.intern(d.string()), f.intern(d.string())
@@ -360,10 +329,16 @@ func (f *FSM) readSnapshot(r *bufio.Reader) (uint64, error) {
 			g.rot.Store(&rotation{cur: d.key(), curAccess: d.key(), prev: d.key(), rotatedAt: d.varint()})
 		}
 		if d.err == nil && f.grants[g.id] != nil {
-			return 0, fmt.Errorf("grant %d appears twice", g.id)
+			return fmt.Errorf("grant %d appears twice", g.id)
 		}
 		f.indexGrant(g)
 	}
+	return nil
+}
+
+// readTokens reads the tokens section into the index and the grants'
+// token and spent lists.
+func (f *FSM) readTokens(d *decoder) error {
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
 		k := d.key()
 		g := f.grants[d.uvarint()]
@@ -376,13 +351,13 @@ func (f *FSM) readSnapshot(r *bufio.Reader) (uint64, error) {
 			break
 		}
 		if g == nil {
-			return 0, errors.New("token refers to an unknown grant")
+			return errors.New("token refers to an unknown grant")
 		}
 		if _, dup := f.tokens.shards[k[0]].m[k]; dup {
-			return 0, errors.New("token appears twice")
+			return errors.New("token appears twice")
 		}
 		if rec.state > stateOrphaned {
-			return 0, fmt.Errorf("unknown token state %d", rec.state)
+			return fmt.Errorf("unknown token state %d", rec.state)
 		}
 		f.tokens.shards[k[0]].m[k] = rec
 		g.tokens = append(g.tokens, k)
@@ -398,46 +373,5 @@ func (f *FSM) readSnapshot(r *bufio.Reader) (uint64, error) {
 			}
 		}
 	}
-	// The spent lists are not in the image: they follow from the records.
-	for _, g := range f.grants {
-		if sp := g.spent; sp != nil {
-			slices.SortFunc(sp.retired, spentKey.compare)
-			slices.SortFunc(sp.orphans, spentKey.compare)
-		}
-	}
-	if d.err == nil {
-		if _, err := d.r.ReadByte(); err != io.EOF {
-			return 0, errors.New("trailing data after the image")
-		}
-	}
-	if d.err != nil {
-		return 0, d.err
-	}
-	return applied, nil
-}
-
-func (d *streamDecoder) client(withFlags bool) Client {
-	var c Client
-	c.ID, c.Name = d.string(), d.string()
-	c.SecretHash = d.hash()
-	c.Public = d.byte() == 1
-	c.RedirectURIs, c.GrantTypes, c.Scopes = d.strings(), d.strings(), d.strings()
-	c.CreatedAt, c.UpdatedAt = d.varint(), d.varint()
-	if withFlags && !setClientFlags(&c, d.uvarint()) {
-		d.fail(errShort)
-	}
-	return c
-}
-
-func (d *streamDecoder) strings() []string {
-	n := d.uvarint()
-	if n > maxString {
-		d.fail(errShort)
-		return nil
-	}
-	var out []string
-	for ; n > 0 && d.err == nil; n-- {
-		out = append(out, d.string())
-	}
-	return out
+	return nil
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand"
+	"os"
 	"reflect"
 	"sync"
 	"sync/atomic"
@@ -393,4 +395,74 @@ func TestConcurrentReads(t *testing.T) {
 		ref.Apply(uint64(i+1), d)
 	}
 	sameState(t, ref, f)
+}
+
+// TestSnapshotDecoderStrict: an image is input too, read by the command
+// decoder with all its checks: a non-canonical varint, a string that is
+// not UTF-8 and a boolean other than 0 or 1 are refused, as in a command.
+func TestSnapshotDecoderStrict(t *testing.T) {
+	f := New()
+	f.Apply(1, Encode(&PutClient{Client: Client{ID: "c", Name: "n", Public: true, Scopes: []string{"s"}}, Create: true}))
+	img := snapshotBytes(t, f)
+	// The image: magic, version, applied index 1, one client: "c", "n",
+	// 32-byte hash, public flag, ...
+	const public = 4 + 1 + 1 + 1 + 2 + 2 + 32
+	if img[public] != 1 || img[4+1] != 1 || img[4+1+1+1+1] != 'c' {
+		t.Fatalf("unexpected layout: %x", img[:public+1])
+	}
+	edit := func(f func([]byte) []byte) []byte { return f(append([]byte(nil), img...)) }
+	for name, b := range map[string][]byte{
+		"boolean 2":         edit(func(b []byte) []byte { b[public] = 2; return b }),
+		"not UTF-8":         edit(func(b []byte) []byte { b[4+1+1+1+1] = 0xff; return b }),
+		"overlong varint":   edit(func(b []byte) []byte { return append(append(b[:5:5], 0x81, 0x00), b[6:]...) }),
+		"trailing data":     edit(func(b []byte) []byte { return append(b, 0) }),
+		"truncated in hash": img[:public-1],
+	} {
+		g := New()
+		if err := g.Restore(bytes.NewReader(b)); err == nil {
+			t.Errorf("%s: restored", name)
+		}
+	}
+	g := New()
+	if err := g.Restore(bytes.NewReader(img)); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := g.Client("c"); !ok || !c.Public {
+		t.Fatalf("client %+v %v", c, ok)
+	}
+}
+
+// FuzzSnapshot feeds Restore arbitrary images. It must never panic; a
+// refused image leaves the state as it was, and an accepted one restores
+// again, from its own snapshot, to the same state.
+func FuzzSnapshot(f *testing.F) {
+	f.Add(snapshotBytes(f, fuzzFixture()))
+	w := newWorkload(3)
+	fs := New()
+	for i, d := range w.entries(30) {
+		fs.Apply(uint64(i+1), d)
+	}
+	f.Add(snapshotBytes(f, fs))
+	for _, v := range []int{1, 2} {
+		if img, err := os.ReadFile(fmt.Sprintf("testdata/snapshot-v%d.bin", v)); err == nil {
+			f.Add(img)
+		}
+	}
+	f.Add([]byte{})
+	f.Add(append(snapshotMagic[:], snapshotVersion, 0, 0, 0, 0, 0, 0))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		target := fuzzFixture()
+		before, idx := digest(target), target.AppliedIndex()
+		if err := target.Restore(bytes.NewReader(data)); err != nil {
+			if digest(target) != before || target.AppliedIndex() != idx {
+				t.Fatalf("refused image (%v) changed the state", err)
+			}
+			return
+		}
+		again := New()
+		if err := again.Restore(bytes.NewReader(snapshotBytes(t, target))); err != nil {
+			t.Fatalf("snapshot of a restored image does not restore: %v", err)
+		}
+		sameState(t, target, again)
+	})
 }
