@@ -31,7 +31,7 @@ func TestClusterKeyRotation(t *testing.T) {
 	}
 	c := newTestClusterWith(t, 3, func(p *proc, base []string) []string {
 		writeKeys(p, oldKey)
-		return withKeyFile(base, keyFile(p))
+		return fromFile(base, "cluster-key", keyFile(p))
 	})
 	id, secret := c.createClient(c.procs[0])
 	before, _, err := issue(c.procs[1], id, secret)
@@ -129,17 +129,18 @@ func randomKey(t *testing.T) string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-// withKeyFile swaps --cluster-key VALUE in args for --cluster-key-file.
-func withKeyFile(args []string, file string) []string {
+// fromFile swaps "--NAME VALUE" in args for "--NAME-file FILE": the same
+// secret read from a file.
+func fromFile(args []string, name, file string) []string {
 	out := make([]string, 0, len(args))
 	for i := 0; i < len(args); i++ {
-		if args[i] == "--cluster-key" {
+		if args[i] == "--"+name {
 			i++
 			continue
 		}
 		out = append(out, args[i])
 	}
-	return append(out, "--cluster-key-file", file)
+	return append(out, "--"+name+"-file", file)
 }
 
 // TestAdminTokenRotation follows docs/OPERATIONS.md: each node reads the
@@ -156,15 +157,7 @@ func TestAdminTokenRotation(t *testing.T) {
 	}
 	c := newTestClusterWith(t, 3, func(p *proc, base []string) []string {
 		writeToken(p, testAdminToken)
-		out := make([]string, 0, len(base))
-		for i := 0; i < len(base); i++ {
-			if base[i] == "--admin-token" {
-				i++
-				continue
-			}
-			out = append(out, base[i])
-		}
-		return append(out, "--admin-token-file", tokenFile(p))
+		return fromFile(base, "admin-token", tokenFile(p))
 	})
 	id, secret := c.createClient(c.procs[0])
 	newToken := "rotated-admin-token-" + randomKey(t)
