@@ -2,8 +2,6 @@ package fsm
 
 import (
 	"math"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -186,47 +184,6 @@ func (f *FSM) issueGrant(index uint64, c *IssueGrant) Result {
 		f.addToken(g, c.Refresh, KindRefresh, nil, c.IssuedAt)
 	}
 	return r
-}
-
-// indexGrant records g under its id, its client and its user.
-func (f *FSM) indexGrant(g *grant) {
-	f.grants[g.id] = g
-	f.nGrants.Store(int64(len(f.grants)))
-	pushGrant(f.byClient, g.clientID, g, clientList)
-	if g.username != "" {
-		pushGrant(f.bySubject, userKey{g.tenant, g.username}, g, userList)
-	}
-}
-
-// clientList and userList pick which of a grant's links a list uses.
-func clientList(g *grant) *link { return &g.clientLink }
-func userList(g *grant) *link   { return &g.userLink }
-
-// pushGrant puts g at the head of the list heads[k].
-func pushGrant[K comparable](heads map[K]*grant, k K, g *grant, l func(*grant) *link) {
-	head := heads[k]
-	*l(g) = link{next: head}
-	if head != nil {
-		l(head).prev = g
-	}
-	heads[k] = g
-}
-
-// unlinkGrant takes g out of the list heads[k].
-func unlinkGrant[K comparable](heads map[K]*grant, k K, g *grant, l func(*grant) *link) {
-	gl := l(g)
-	switch {
-	case gl.prev != nil:
-		l(gl.prev).next = gl.next
-	case gl.next != nil:
-		heads[k] = gl.next
-	default:
-		delete(heads, k)
-	}
-	if gl.next != nil {
-		l(gl.next).prev = gl.prev
-	}
-	*gl = link{}
 }
 
 func (f *FSM) addToken(g *grant, t TokenSpec, kind Kind, scope *string, now int64) {
@@ -458,27 +415,6 @@ func (f *FSM) revokeGrant(g *grant) {
 	f.forgetGrant(g)
 }
 
-func (f *FSM) forgetGrant(g *grant) {
-	delete(f.grants, g.id)
-	f.nGrants.Store(int64(len(f.grants)))
-	unlinkGrant(f.byClient, g.clientID, g, clientList)
-	if g.username != "" {
-		unlinkGrant(f.bySubject, userKey{g.tenant, g.username}, g, userList)
-	}
-}
-
-// revokeAll revokes every grant of the list starting at head.
-func (f *FSM) revokeAll(head *grant, l func(*grant) *link) uint64 {
-	var n uint64
-	for g := head; g != nil; {
-		next := l(g).next // revokeGrant unlinks g
-		f.revokeGrant(g)
-		g = next
-		n++
-	}
-	return n
-}
-
 func (f *FSM) putClient(c *PutClient) Result {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -619,135 +555,4 @@ func (f *FSM) keepIndexed(list []spentKey) []spentKey {
 		}
 	}
 	return kept
-}
-
-// Lookup returns the token with hash h if it is usable at now (unix
-// nanoseconds): present, of a grant that is not revoked, not expired, and
-// not a rotated-out refresh token or redeemed code. It takes one shard read
-// lock and allocates nothing.
-func (f *FSM) Lookup(h Hash, now int64) (Token, bool) { return f.lookupKey(keyOf(h), now) }
-
-func (f *FSM) lookupKey(k key, now int64) (Token, bool) {
-	r, ok := f.tokens.get(k)
-	if !ok || r.state != stateActive || now >= r.expiresAt || r.grant.revoked.Load() {
-		return Token{}, false
-	}
-	g := r.grant
-	t := Token{
-		Kind:      r.kind,
-		GrantID:   g.id,
-		ClientID:  g.clientID,
-		Tenant:    g.tenant,
-		Username:  g.username,
-		Scope:     r.scopeOf(),
-		IssuedAt:  r.issuedAt,
-		ExpiresAt: r.expiresAt,
-	}
-	return t, true
-}
-
-// Client returns the client with the given id. The result must not be
-// modified.
-func (f *FSM) Client(id string) (*Client, bool) {
-	f.mu.RLock()
-	c, ok := f.clients[id]
-	f.mu.RUnlock()
-	return c, ok
-}
-
-// Clients returns every client, ordered by id.
-func (f *FSM) Clients() []*Client {
-	f.mu.RLock()
-	out := make([]*Client, 0, len(f.clients))
-	for _, c := range f.clients {
-		out = append(out, c)
-	}
-	f.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
-
-// User returns a user. The result must not be modified.
-func (f *FSM) User(tenant, username string) (*User, bool) {
-	f.mu.RLock()
-	u, ok := f.users[userKey{tenant, username}]
-	f.mu.RUnlock()
-	return u, ok
-}
-
-// Users returns every user, ordered by tenant and name.
-func (f *FSM) Users() []*User {
-	f.mu.RLock()
-	out := make([]*User, 0, len(f.users))
-	for _, u := range f.users {
-		out = append(out, u)
-	}
-	f.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Tenant != out[j].Tenant {
-			return out[i].Tenant < out[j].Tenant
-		}
-		return out[i].Username < out[j].Username
-	})
-	return out
-}
-
-// IssueCount returns how many access tokens the subject (tenant/username,
-// or a client id) has been issued and when the last one was.
-func (f *FSM) IssueCount(subject string) (count uint64, last int64) {
-	f.mu.RLock()
-	c := f.counters[subject]
-	f.mu.RUnlock()
-	return c.count, c.last
-}
-
-// LiveTokens is the number of tokens and codes held in memory (including
-// superseded refresh tokens and redeemed codes kept for reuse detection).
-func (f *FSM) LiveTokens() int { return f.tokens.len() }
-
-// LiveGrants is the number of grants held in memory: those with a token or
-// code left that neither expired (and was purged) nor was revoked.
-func (f *FSM) LiveGrants() int { return int(f.nGrants.Load()) }
-
-// ClientCount and UserCount are the numbers of registered clients and
-// users.
-func (f *FSM) ClientCount() int {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return len(f.clients)
-}
-
-func (f *FSM) UserCount() int {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return len(f.users)
-}
-
-// PurgedTokens is the number of tokens and codes this process dropped in
-// purges (expired ones, and redeemed codes whose grant held nothing else),
-// counting purges replayed from the log at start-up.
-func (f *FSM) PurgedTokens() uint64 { return f.purged.Load() }
-
-// ScopeSubset reports whether every space-separated scope in want is in
-// have. It allocates nothing, since /validate calls it per request.
-func ScopeSubset(want, have string) bool {
-	for want != "" {
-		var s string
-		s, want, _ = strings.Cut(want, " ")
-		if s != "" && !hasScope(have, s) {
-			return false
-		}
-	}
-	return true
-}
-
-func hasScope(have, s string) bool {
-	for have != "" {
-		var h string
-		h, have, _ = strings.Cut(have, " ")
-		if h == s {
-			return true
-		}
-	}
-	return false
 }
