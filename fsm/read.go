@@ -1,7 +1,9 @@
 package fsm
 
 import (
-	"sort"
+	"cmp"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -41,18 +43,6 @@ func (f *FSM) Client(id string) (*Client, bool) {
 	return c, ok
 }
 
-// Clients returns every client, ordered by id.
-func (f *FSM) Clients() []*Client {
-	f.mu.RLock()
-	out := make([]*Client, 0, len(f.clients))
-	for _, c := range f.clients {
-		out = append(out, c)
-	}
-	f.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out
-}
-
 // User returns a user. The result must not be modified.
 func (f *FSM) User(tenant, username string) (*User, bool) {
 	f.mu.RLock()
@@ -61,19 +51,22 @@ func (f *FSM) User(tenant, username string) (*User, bool) {
 	return u, ok
 }
 
+// Clients returns every client, ordered by id.
+func (f *FSM) Clients() []*Client {
+	f.mu.RLock()
+	out := slices.AppendSeq(make([]*Client, 0, len(f.clients)), maps.Values(f.clients))
+	f.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *Client) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
 // Users returns every user, ordered by tenant and name.
 func (f *FSM) Users() []*User {
 	f.mu.RLock()
-	out := make([]*User, 0, len(f.users))
-	for _, u := range f.users {
-		out = append(out, u)
-	}
+	out := slices.AppendSeq(make([]*User, 0, len(f.users)), maps.Values(f.users))
 	f.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Tenant != out[j].Tenant {
-			return out[i].Tenant < out[j].Tenant
-		}
-		return out[i].Username < out[j].Username
+	slices.SortFunc(out, func(a, b *User) int {
+		return cmp.Or(strings.Compare(a.Tenant, b.Tenant), strings.Compare(a.Username, b.Username))
 	})
 	return out
 }
