@@ -352,8 +352,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if s.adminURL != "" {
 		attrs = append(attrs, "admin", s.adminURL)
 	}
-	log.Info("tokend serving", append(attrs,
-		"raft", c.raftAddr, "gossip", c.gossipAddr, "data_dir", c.dataDir, "version", version)...)
+	if len(key) > 0 {
+		attrs = append(attrs, "internal", c.raftAddr, "gossip", c.gossipAddr)
+	} else {
+		// Nothing listens there: Raft runs in memory (cluster/doc.go).
+		attrs = append(attrs, "internal", "none (single node without a cluster key)")
+	}
+	log.Info("tokend serving", append(attrs, "data_dir", c.dataDir, "version", version)...)
 
 	if c.dev {
 		if err := c.seedDemo(ctx, node, s.baseURL, cmp.Or(s.adminURL, s.baseURL), stdout); err != nil {
