@@ -282,6 +282,16 @@ func (f *FSM) readSnapshot(r io.Reader) (uint64, error) {
 	if err := f.readTokens(d); err != nil {
 		return 0, err
 	}
+	// The writer finds grants through their tokens, so an image never holds
+	// a grant without one; a crafted image that does would restore a grant
+	// that the next snapshot silently drops, and replicas would differ.
+	if d.err == nil {
+		for id, g := range f.grants {
+			if len(g.tokens) == 0 {
+				return 0, fmt.Errorf("grant %d holds no token", id)
+			}
+		}
+	}
 	// The spent lists are not in the image: they follow from the records.
 	for _, g := range f.grants {
 		if sp := g.spent; sp != nil {
