@@ -22,6 +22,11 @@ func (s *Server) authenticateClient(r *http.Request, f form) (*fsm.Client, error
 		// RFC 6749 §2.3.1: credentials are form-urlencoded before
 		// being put in the Basic header.
 		id, secret = decodeBasic(id), decodeBasic(secret)
+		// The same limits as in the body (form.go), so the header is no
+		// way around them.
+		if err := checkFieldLimits(url.Values{"client_id": {id}, "client_secret": {secret}}); err != nil {
+			return nil, err
+		}
 	} else {
 		id, secret = f.get("client_id"), f.get("client_secret")
 		if id == "" {

@@ -103,6 +103,20 @@ func TestFormFieldLimits(t *testing.T) {
 		}
 	}
 
+	// HTTP Basic credentials have the same limits as the body's.
+	for _, field := range []string{"client_id", "client_secret"} {
+		id, secret := "app", "sec"
+		if field == "client_id" {
+			id = over(field)
+		} else {
+			secret = over(field)
+		}
+		rec := flPost(s, "/token", "192.0.2.3:1", grant, id, secret)
+		if code, desc := flError(t, rec); rec.Code != http.StatusBadRequest || code != "invalid_request" || !strings.Contains(desc, field) {
+			t.Errorf("Basic %s one byte over the limit: %d %s %q, want 400 invalid_request naming it", field, rec.Code, code, desc)
+		}
+	}
+
 	// The authorization endpoint: an oversize client_id or redirect_uri is
 	// an error page (nothing is known to redirect to); anything else goes
 	// back to the client as invalid_request.
