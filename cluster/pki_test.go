@@ -9,11 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tokend/tokend/internal/loopaddr"
+	"github.com/tokend/tokend/internal/syncbuf"
 )
 
 // TestDeriveCADeterministic: every node holding a key derives the same CA,
@@ -129,7 +129,7 @@ func TestInternalTLSTrust(t *testing.T) {
 // TestRefusalLogged: a peer that fails the handshake is logged with its
 // address, and counted.
 func TestRefusalLogged(t *testing.T) {
-	var buf lockedBuf
+	var buf syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
 	key := newKey(t)
 	id := mustIdentity(t, "s", key)
@@ -170,23 +170,6 @@ func TestRefusalLogged(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("an authenticated connection did not reach the RPC service")
 	}
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestFrameLimits: frames over the limit are refused on both ends.

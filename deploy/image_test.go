@@ -19,12 +19,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tokend/tokend/internal/loopaddr"
+	"github.com/tokend/tokend/internal/syncbuf"
 )
 
 // imageDeadline bounds each wait of the image test.
@@ -351,7 +351,7 @@ func hasLine(data []byte, ok func([]string) bool) bool {
 // sends SIGTERM and expects a clean exit.
 func runUntilReady(t *testing.T, cmd *exec.Cmd, base string) {
 	t.Helper()
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -492,22 +492,4 @@ func cgroupHybrid() bool {
 	const cgroup2Magic = 0x63677270
 	var st syscall.Statfs_t
 	return syscall.Statfs("/sys/fs/cgroup/unified", &st) == nil && st.Type == cgroup2Magic
-}
-
-// lockedBuffer collects a process's output while tests read it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

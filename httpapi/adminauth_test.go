@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokend/tokend/fsm"
+	"github.com/tokend/tokend/internal/syncbuf"
 )
 
 // testClock is a settable clock.
@@ -35,20 +35,18 @@ type adminEnv struct {
 	s     *Server
 	reg   *prometheus.Registry
 	clock *testClock
-	logs  *bytes.Buffer
-	logMu *sync.Mutex
+	logs  syncbuf.Buffer
 }
 
 func newAdminEnv(t *testing.T, separate bool) *adminEnv {
 	t.Helper()
 	f := fsm.New()
-	e := &adminEnv{reg: prometheus.NewRegistry(), clock: &testClock{t: time.Unix(1_800_000_000, 0)},
-		logs: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	e := &adminEnv{reg: prometheus.NewRegistry(), clock: &testClock{t: time.Unix(1_800_000_000, 0)}}
 	s, err := New(Config{
 		FSM: f, Replicator: &memReplicator{f: f}, Issuer: "http://tokend.test",
 		AdminToken: testAdminToken, SeparateAdmin: separate,
 		Status:   func() any { return map[string]string{"node_id": "n1"} },
-		Logger:   slog.New(slog.NewTextHandler(lockedWriter{e.logMu, e.logs}, nil)),
+		Logger:   slog.New(slog.NewTextHandler(&e.logs, nil)),
 		Registry: e.reg, Now: e.clock.Now,
 	})
 	if err != nil {
@@ -58,22 +56,7 @@ func newAdminEnv(t *testing.T, separate bool) *adminEnv {
 	return e
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
-func (e *adminEnv) log() string {
-	e.logMu.Lock()
-	defer e.logMu.Unlock()
-	return e.logs.String()
-}
+func (e *adminEnv) log() string { return e.logs.String() }
 
 // call sends one request from remote (host:port) to h.
 func call(h http.Handler, method, path, remote, token string) *httptest.ResponseRecorder {

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"fmt"
@@ -14,11 +13,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tokend/tokend/fsm"
+	"github.com/tokend/tokend/internal/syncbuf"
 )
 
 // Tests of the sign-in brute-force limiter (limiter.go) through the whole
@@ -30,8 +29,7 @@ type ltEnv struct {
 	s     *Server
 	f     *fsm.FSM
 	clock *testClock
-	logMu sync.Mutex
-	logs  bytes.Buffer
+	logs  syncbuf.Buffer
 }
 
 func newLTEnv(t *testing.T, opts ...func(*Config)) *ltEnv {
@@ -39,7 +37,7 @@ func newLTEnv(t *testing.T, opts ...func(*Config)) *ltEnv {
 	e := &ltEnv{t: t, f: fsm.New(), clock: &testClock{t: time.Unix(1_800_000_000, 0)}}
 	cfg := Config{
 		FSM: e.f, Replicator: &memReplicator{f: e.f}, Issuer: "http://tokend.test", NodeID: "n1",
-		Logger: slog.New(slog.NewTextHandler(lockedWriter{&e.logMu, &e.logs}, nil)), Now: e.clock.Now,
+		Logger: slog.New(slog.NewTextHandler(&e.logs, nil)), Now: e.clock.Now,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -59,11 +57,7 @@ func newLTEnv(t *testing.T, opts ...func(*Config)) *ltEnv {
 	return e
 }
 
-func (e *ltEnv) log() string {
-	e.logMu.Lock()
-	defer e.logMu.Unlock()
-	return e.logs.String()
-}
+func (e *ltEnv) log() string { return e.logs.String() }
 
 // grant tries the password grant from remote (host:port), with header
 // name/value pairs.

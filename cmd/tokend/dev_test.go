@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tokend/tokend/internal/loopaddr"
+	"github.com/tokend/tokend/internal/syncbuf"
 )
 
 // Dev mode never touches data a real node may use, binds loopback only,
@@ -32,7 +33,7 @@ import (
 // TOKEND_* variables. The process is killed when the test ends.
 func startRaw(t *testing.T, id string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{id: id, out: &lockedBuffer{}}
+	p := &proc{id: id, out: &syncbuf.Buffer{}}
 	p.cmd = exec.Command(tokendBin, args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "TOKEND_") {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -14,12 +13,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tokend/tokend/internal/loopaddr"
+	"github.com/tokend/tokend/internal/syncbuf"
 )
 
 // These tests run real tokend processes on 127.0.0.1, built from the tree
@@ -53,29 +52,12 @@ const deadline = 60 * time.Second
 // admin API and /cluster/status need it.
 const testAdminToken = "test-admin-token-0123456789abcdef0123456789"
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // proc is one tokend process.
 type proc struct {
 	id, httpAddr, raftAddr, gossipAddr, dir string
 	args                                    []string
 	cmd                                     *exec.Cmd
-	out                                     *lockedBuffer
+	out                                     *syncbuf.Buffer
 	exited                                  chan struct{}
 }
 
@@ -83,7 +65,7 @@ func (p *proc) url() string { return "http://" + p.httpAddr }
 
 func (p *proc) start(t *testing.T) {
 	t.Helper()
-	p.out = &lockedBuffer{}
+	p.out = &syncbuf.Buffer{}
 	p.cmd = exec.Command(tokendBin, append([]string{"serve",
 		"--node-id", p.id, "--data-dir", p.dir,
 		"--http-addr", p.httpAddr, "--raft-addr", p.raftAddr, "--gossip-addr", p.gossipAddr,
@@ -188,7 +170,7 @@ func newTestClusterWith(t *testing.T, n int, args func(p *proc, base []string) [
 	return c
 }
 
-func tail(b *lockedBuffer, lines int) string {
+func tail(b *syncbuf.Buffer, lines int) string {
 	if b == nil {
 		return ""
 	}
@@ -250,6 +232,7 @@ type status struct {
 	JoinError    string `json:"join_error"`
 	Members      []struct {
 		NodeID   string `json:"node_id"`
+		RaftAddr string `json:"raft_addr"`
 		Suffrage string `json:"suffrage"`
 		Status   string `json:"status"`
 	} `json:"members"`

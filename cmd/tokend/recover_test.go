@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -248,7 +247,7 @@ func TestRecoverLostQuorum(t *testing.T) {
 	want := []string{survivor.id, "node4", "node5"}
 	eventually(t, "three alive voters: the survivor, at its new address, and the two new nodes", func() error {
 		for _, p := range live {
-			s, err := getMembers(p)
+			s, err := getStatus(p)
 			if err != nil {
 				return err
 			}
@@ -283,27 +282,4 @@ func TestRecoverLostQuorum(t *testing.T) {
 			}
 		}
 	}
-}
-
-type members struct {
-	LeaderID string `json:"leader_id"`
-	Members  []struct {
-		NodeID   string `json:"node_id"`
-		RaftAddr string `json:"raft_addr"`
-		Suffrage string `json:"suffrage"`
-		Status   string `json:"status"`
-	} `json:"members"`
-}
-
-// getMembers is getStatus with the members' Raft addresses.
-func getMembers(p *proc) (members, error) {
-	var s members
-	code, body, _, err := do(http.MethodGet, p.url()+"/cluster/status", "", "", adminAuth)
-	if err != nil {
-		return s, err
-	}
-	if code != http.StatusOK {
-		return s, fmt.Errorf("/cluster/status: %d %s", code, body)
-	}
-	return s, json.Unmarshal(body, &s)
 }

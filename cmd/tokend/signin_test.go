@@ -28,6 +28,35 @@ func formFields(t *testing.T, page string) url.Values {
 	return v
 }
 
+// webAppAndAlice registers, through p's admin API, the code-flow client and
+// the user alice (password "wonderland") every sign-in test starts from.
+func webAppAndAlice(t *testing.T, c *testCluster, p *proc) (clientID, clientSecret string) {
+	t.Helper()
+	admin := map[string]string{"Authorization": "Bearer " + c.admin}
+	code, body, _, err := do(http.MethodPost, p.url()+"/admin/clients", "application/json",
+		`{"name":"Web app","redirect_uris":["http://127.0.0.1:9/cb"],"grant_types":["authorization_code"],"scopes":["read"]}`, admin)
+	if err != nil || code != http.StatusCreated {
+		t.Fatalf("create client: %d %s %v", code, body, err)
+	}
+	var raw map[string]string
+	if err := json.Unmarshal(body, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if code, body, _, err := do(http.MethodPost, p.url()+"/admin/users", "application/json",
+		`{"username":"alice","password":"wonderland"}`, admin); err != nil || code != http.StatusCreated {
+		t.Fatalf("create user: %d %s %v", code, body, err)
+	}
+	return raw["client_id"], raw["client_secret"]
+}
+
+// newBrowser keeps cookies like a browser but does not follow redirects,
+// so a test can read where it is sent.
+func newBrowser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: httpc.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
 // TestClusterSignInAcrossNodes: a browser behind a load balancer without
 // session affinity opens /authorize on one node, posts the login form to a
 // second and the consent form to a third, and still gets a code, which
@@ -35,24 +64,9 @@ func formFields(t *testing.T, page string) url.Values {
 func TestClusterSignInAcrossNodes(t *testing.T) {
 	c := newTestCluster(t, 3)
 	n1, n2, n3 := c.procs[0], c.procs[1], c.procs[2]
-	admin := map[string]string{"Authorization": "Bearer " + c.admin}
-	code, body, _, err := do(http.MethodPost, n1.url()+"/admin/clients", "application/json",
-		`{"name":"Web app","redirect_uris":["http://127.0.0.1:9/cb"],"grant_types":["authorization_code"],"scopes":["read"]}`, admin)
-	if err != nil || code != http.StatusCreated {
-		t.Fatalf("create client: %d %s %v", code, body, err)
-	}
 	var client struct{ ClientID, ClientSecret string }
-	var raw map[string]string
-	_ = json.Unmarshal(body, &raw)
-	client.ClientID, client.ClientSecret = raw["client_id"], raw["client_secret"]
-	if code, body, _, err := do(http.MethodPost, n1.url()+"/admin/users", "application/json",
-		`{"username":"alice","password":"wonderland"}`, admin); err != nil || code != http.StatusCreated {
-		t.Fatalf("create user: %d %s %v", code, body, err)
-	}
-
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar, Timeout: httpc.Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	client.ClientID, client.ClientSecret = webAppAndAlice(t, c, n1)
+	browser := newBrowser()
 	send := func(req *http.Request) (*http.Response, string) {
 		t.Helper()
 		resp, err := browser.Do(req)
@@ -105,7 +119,7 @@ func TestClusterSignInAcrossNodes(t *testing.T) {
 	}
 	exchange := url.Values{"grant_type": {"authorization_code"}, "code": {loc.Query().Get("code")},
 		"client_id": {client.ClientID}, "client_secret": {client.ClientSecret}}
-	code, body, _, err = do(http.MethodPost, follower.url()+"/token", "application/x-www-form-urlencoded", exchange.Encode(), nil)
+	code, body, _, err := do(http.MethodPost, follower.url()+"/token", "application/x-www-form-urlencoded", exchange.Encode(), nil)
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("code exchange on %s: %d %s %v", follower.id, code, body, err)
 	}
@@ -138,24 +152,9 @@ func TestClusterSignInHandOffCountsClientAddr(t *testing.T) {
 		return append(base, "--trusted-proxies", "127.0.0.1/32")
 	})
 	n1, n2 := c.procs[0], c.procs[1]
-	admin := map[string]string{"Authorization": "Bearer " + c.admin}
-	code, body, _, err := do(http.MethodPost, n1.url()+"/admin/clients", "application/json",
-		`{"name":"Web app","redirect_uris":["http://127.0.0.1:9/cb"],"grant_types":["authorization_code"],"scopes":["read"]}`, admin)
-	if err != nil || code != http.StatusCreated {
-		t.Fatalf("create client: %d %s %v", code, body, err)
-	}
-	var client struct {
-		ID string `json:"client_id"`
-	}
-	_ = json.Unmarshal(body, &client)
-	if code, body, _, err := do(http.MethodPost, n1.url()+"/admin/users", "application/json",
-		`{"username":"alice","password":"wonderland"}`, admin); err != nil || code != http.StatusCreated {
-		t.Fatalf("create user: %d %s %v", code, body, err)
-	}
-
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar, Timeout: httpc.Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var client struct{ ID string }
+	client.ID, _ = webAppAndAlice(t, c, n1)
+	browser := newBrowser()
 	send := func(req *http.Request) (int, string) {
 		t.Helper()
 		resp, err := browser.Do(req)

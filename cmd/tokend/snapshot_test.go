@@ -261,15 +261,10 @@ func TestSnapshotConsistentUnderLoad(t *testing.T) {
 	inspectOut := snapshotCLI(t, nil, true, "inspect", file)
 	noSecrets(t, "inspect", inspectOut, secrets)
 	var view struct {
-		Checksum    string `json:"checksum"`
-		NodeID      string `json:"node_id"`
-		Index       uint64 `json:"index"`
-		Clients     int    `json:"clients"`
-		Users       int    `json:"users"`
-		Grants      int    `json:"grants"`
-		Tokens      int    `json:"tokens"`
-		LiveAccess  int    `json:"live_access_tokens"`
-		LiveRefresh int    `json:"live_refresh_tokens"`
+		Checksum string `json:"checksum"`
+		NodeID   string `json:"node_id"`
+		Index    uint64 `json:"index"`
+		fsm.Stats
 	}
 	if err := json.Unmarshal([]byte(inspectOut), &view); err != nil {
 		t.Fatalf("inspect: %v\n%s", err, inspectOut)
