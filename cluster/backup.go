@@ -195,19 +195,22 @@ func WriteBackup(w io.Writer, h BackupHeader, body io.Reader) (int64, error) {
 		return 0, err
 	}
 	sum := sha256.New()
-	cw := &countingWriter{w: io.MultiWriter(w, sum)}
-	if _, err := cw.Write(pre); err != nil {
-		return cw.n, err
+	mw := io.MultiWriter(w, sum)
+	written, err := mw.Write(pre)
+	total := int64(written)
+	if err != nil {
+		return total, err
 	}
-	n, err := io.CopyN(cw, body, h.BodyBytes)
+	n, err := io.CopyN(mw, body, h.BodyBytes)
+	total += n
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = fmt.Errorf("backup body ended after %d of %d bytes", n, h.BodyBytes)
 		}
-		return cw.n, err
+		return total, err
 	}
-	written, err := w.Write(sum.Sum(nil))
-	return cw.n + int64(written), err
+	written, err = w.Write(sum.Sum(nil))
+	return total + int64(written), err
 }
 
 func backupPreamble(h BackupHeader) ([]byte, error) {
@@ -235,17 +238,6 @@ func backupSize(h BackupHeader) (int64, error) {
 		return 0, err
 	}
 	return int64(len(pre)) + h.BodyBytes + sha256.Size, nil
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // readTracker remembers the first error reading its source other than
