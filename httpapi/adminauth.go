@@ -37,7 +37,7 @@ func (s *Server) adminAuth(next http.Handler) http.Handler {
 			s.writeError(w, r, errorf(http.StatusNotFound, "not_found", "admin API is disabled (no --admin-token)"))
 			return
 		}
-		addr := throttleKey(s.signInAddr(r)) // behind a trusted proxy, the real client
+		addr := throttleKey(s.originAddr(r)) // behind a trusted proxy, the real client
 		if wait := s.adminThrottle.blocked(addr); wait > 0 {
 			s.metrics.adminThrottled.Inc()
 			s.writeError(w, r, &oauthError{Status: http.StatusTooManyRequests, Code: "temporarily_unavailable",

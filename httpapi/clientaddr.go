@@ -78,10 +78,10 @@ func clientAddr(r *http.Request) string {
 	return host
 }
 
-// signInAddr is the address a sign-in (or an admin authentication)
+// originAddr is the address a sign-in (or an admin authentication)
 // counts against: the one a forwarding node sent with a hand-off, else the
 // client that the trusted proxies name, else the TCP peer.
-func (s *Server) signInAddr(r *http.Request) string {
+func (s *Server) originAddr(r *http.Request) string {
 	if a, ok := r.Context().Value(clientAddrKey).(netip.Addr); ok {
 		return a.String()
 	}

@@ -74,7 +74,7 @@ func (s *Server) handOff(w http.ResponseWriter, r *http.Request) bool {
 	out.ContentLength = int64(len(body))
 	out.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	out.Header.Set(handoffHeader, s.cfg.NodeID)
-	out.Header.Set(clientAddrHeader, s.signInAddr(r))
+	out.Header.Set(clientAddrHeader, s.originAddr(r))
 	resp, err := s.cfg.HandOff(ctx, owner, out)
 	if err != nil {
 		s.log.WarnContext(r.Context(), "sign-in hand-off failed", "owner", owner, "err", err)
@@ -121,7 +121,7 @@ func (s *Server) HandOffHandler() http.Handler {
 }
 
 // withHandOffClient returns r with the client address a forwarding node
-// sent in its context (see signInAddr); r itself when there is none or it
+// sent in its context (see originAddr); r itself when there is none or it
 // is not an IP address, and then the sign-in counts against the peer.
 func withHandOffClient(r *http.Request) *http.Request {
 	a, err := netip.ParseAddr(strings.TrimSpace(r.Header.Get(clientAddrHeader)))

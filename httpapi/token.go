@@ -160,7 +160,7 @@ func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, f form, c
 // login page and the password grant both sign in through here, so they
 // share one policy and one count.
 func (s *Server) checkUser(r *http.Request, tenant, username, password string) error {
-	addr := s.signInAddr(r)
+	addr := s.originAddr(r)
 	uk, ak := userKey(tenant, username), addrKey(addr)
 	if wait, kind := s.limiter.blocked(uk, ak); wait > 0 {
 		s.limiter.throttled.WithLabelValues(string(kind)).Inc()
