@@ -43,8 +43,11 @@ func withHSTS(issuer string, dev bool, h http.Handler) http.Handler {
 	if dev || !strings.HasPrefix(issuer, "https://") {
 		return h
 	}
+	// One shared value slice: Header().Set would allocate one per request,
+	// and this wraps the /validate hot path too. net/http only reads it.
+	value := []string{hstsValue}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Strict-Transport-Security", hstsValue)
+		w.Header()["Strict-Transport-Security"] = value
 		h.ServeHTTP(w, r)
 	})
 }
