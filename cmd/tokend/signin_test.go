@@ -38,15 +38,18 @@ func webAppAndAlice(t *testing.T, c *testCluster, p *proc) (clientID, clientSecr
 	if err != nil || code != http.StatusCreated {
 		t.Fatalf("create client: %d %s %v", code, body, err)
 	}
-	var raw map[string]string
-	if err := json.Unmarshal(body, &raw); err != nil {
+	var created struct {
+		ID     string `json:"client_id"`
+		Secret string `json:"client_secret"`
+	}
+	if err := json.Unmarshal(body, &created); err != nil {
 		t.Fatal(err)
 	}
 	if code, body, _, err := do(http.MethodPost, p.url()+"/admin/users", "application/json",
 		`{"username":"alice","password":"wonderland"}`, admin); err != nil || code != http.StatusCreated {
 		t.Fatalf("create user: %d %s %v", code, body, err)
 	}
-	return raw["client_id"], raw["client_secret"]
+	return created.ID, created.Secret
 }
 
 // newBrowser keeps cookies like a browser but does not follow redirects,
