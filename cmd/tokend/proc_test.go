@@ -56,9 +56,11 @@ const testAdminToken = "test-admin-token-0123456789abcdef0123456789"
 type proc struct {
 	id, httpAddr, raftAddr, gossipAddr, dir string
 	args                                    []string
-	cmd                                     *exec.Cmd
-	out                                     *syncbuf.Buffer
-	exited                                  chan struct{}
+	// bin is the tokend binary to run; "" means this tree's (tokendBin).
+	bin    string
+	cmd    *exec.Cmd
+	out    *syncbuf.Buffer
+	exited chan struct{}
 }
 
 func (p *proc) url() string { return "http://" + p.httpAddr }
@@ -66,7 +68,11 @@ func (p *proc) url() string { return "http://" + p.httpAddr }
 func (p *proc) start(t *testing.T) {
 	t.Helper()
 	p.out = &syncbuf.Buffer{}
-	p.cmd = exec.Command(tokendBin, append([]string{"serve",
+	bin := p.bin
+	if bin == "" {
+		bin = tokendBin
+	}
+	p.cmd = exec.Command(bin, append([]string{"serve",
 		"--node-id", p.id, "--data-dir", p.dir,
 		"--http-addr", p.httpAddr, "--raft-addr", p.raftAddr, "--gossip-addr", p.gossipAddr,
 		"--log-level", "info",
