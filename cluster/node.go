@@ -363,7 +363,9 @@ func (s fsmSnapshot) Persist(sink raft.SnapshotSink) (err error) {
 	return sink.Close()
 }
 
-func (fsmSnapshot) Release() {}
+// Release lets the state machine change the shared index tables in place
+// again (fsm copies a table a snapshot still reads before changing it).
+func (s fsmSnapshot) Release() { s.s.Release() }
 
 // notifier is a broadcast: wait returns a channel closed by the next notify.
 // Take the channel before checking the condition you wait for.

@@ -428,7 +428,7 @@ func fuzzFixture() *FSM {
 func indexedKeys(f *FSM) []key {
 	var hs []key
 	for i := range f.tokens.shards {
-		for h := range f.tokens.shards[i].m {
+		for h := range f.tokens.shards[i].records() {
 			hs = append(hs, h)
 		}
 	}

@@ -25,6 +25,8 @@ type FSM struct {
 	interned  map[string]string
 	scopes    map[string]*string // narrowed scopes, shared by the records using them
 
+	writers *snapWriters // snapshot.go
+
 	applied atomic.Uint64
 	// For metrics, readable at any time: len(grants) after every change,
 	// and tokens dropped by purges since the process started.
@@ -42,7 +44,7 @@ type counter struct {
 
 // New returns an empty state machine.
 func New() *FSM {
-	f := &FSM{}
+	f := &FSM{writers: &snapWriters{}}
 	f.reset()
 	return f
 }
@@ -503,18 +505,10 @@ const keepRedeemed = math.MaxInt64
 func (f *FSM) purge(now int64) uint64 {
 	var n uint64
 	touched := make(map[*grant]struct{})
-	for i := range f.tokens.shards {
-		s := &f.tokens.shards[i]
-		s.mu.Lock()
-		for k, r := range s.m {
-			if now >= r.expiresAt {
-				delete(s.m, k)
-				touched[r.grant] = struct{}{}
-				n++
-			}
-		}
-		s.mu.Unlock()
-	}
+	f.tokens.deleteIf(func(r record) bool { return now >= r.expiresAt }, func(r record) {
+		touched[r.grant] = struct{}{}
+		n++
+	})
 	for g := range touched {
 		kept := g.tokens[:0]
 		onlyRedeemed := true

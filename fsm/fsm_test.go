@@ -125,7 +125,7 @@ func digest(f *FSM) string {
 	for i := range f.tokens.shards {
 		s := &f.tokens.shards[i]
 		s.mu.RLock()
-		for h, r := range s.m {
+		for h, r := range s.records() {
 			lines = append(lines, fmt.Sprintf("token %x grant=%d kind=%d state=%d scope=%q iat=%d exp=%d revoked=%v",
 				h, r.grant.id, r.kind, r.state, r.scopeOf(), r.issuedAt, r.expiresAt, r.grant.revoked.Load()))
 		}
@@ -239,7 +239,7 @@ func checkInvariants(t testing.TB, f *FSM) {
 	t.Helper()
 	n := 0
 	for i := range f.tokens.shards {
-		for h, r := range f.tokens.shards[i].m {
+		for h, r := range f.tokens.shards[i].records() {
 			n++
 			if h[0] != byte(i) {
 				t.Errorf("token %x in shard %d", h[:4], i)

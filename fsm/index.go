@@ -3,14 +3,15 @@ package fsm
 import (
 	"bytes"
 	"cmp"
+	"iter"
 	"sync"
 	"sync/atomic"
 )
 
 const shardCount = 256
 
-// record is one token in the index. It is a small value (no per-token
-// allocation) so a million tokens cost a million map slots and little else.
+// record is one token in the index, as get hands it out; a table packs it
+// into a 40-byte slot (table.go).
 type record struct {
 	grant *grant
 	// scope is nil when the token carries its grant's scope; only access
@@ -58,6 +59,7 @@ type grant struct {
 	issuedAt                          int64
 	code                              *codeBinding // nil unless issued with a code
 	revoked                           atomic.Bool
+	snapMark                          atomic.Uint32            // snapshot.go: WriteTo's marks
 	rot                               atomic.Pointer[rotation] // nil until the first refresh
 
 	// Apply goroutine only:
@@ -140,9 +142,12 @@ func keyOf(h Hash) (k key) {
 	return k
 }
 
+// shard guards one table. Readers take the read lock; the apply
+// goroutine, the only writer, takes the write lock and copies the table
+// first if a snapshot still reads it (copy-on-write, see snapshot.go).
 type shard struct {
 	mu sync.RWMutex
-	m  map[key]record
+	t  *table
 }
 
 type index struct {
@@ -152,7 +157,7 @@ type index struct {
 func newIndex() *index {
 	ix := &index{}
 	for i := range ix.shards {
-		ix.shards[i].m = make(map[key]record)
+		ix.shards[i].t = newTable(minSlots)
 	}
 	return ix
 }
@@ -162,15 +167,24 @@ func (ix *index) shard(k key) *shard { return &ix.shards[k[0]] }
 func (ix *index) get(k key) (record, bool) {
 	s := ix.shard(k)
 	s.mu.RLock()
-	r, ok := s.m[k]
+	r, ok := s.t.get(&k)
 	s.mu.RUnlock()
 	return r, ok
+}
+
+// writable returns s's table, copied first if a snapshot shares it. The
+// caller holds s.mu for writing.
+func (s *shard) writable() *table {
+	if s.t.shared.Load() > 0 {
+		s.t = s.t.clone()
+	}
+	return s.t
 }
 
 func (ix *index) put(k key, r record) {
 	s := ix.shard(k)
 	s.mu.Lock()
-	s.m[k] = r
+	s.writable().put(k, r)
 	s.mu.Unlock()
 }
 
@@ -178,8 +192,10 @@ func (ix *index) put(k key, r record) {
 func (ix *index) del(k key) bool {
 	s := ix.shard(k)
 	s.mu.Lock()
-	_, ok := s.m[k]
-	delete(s.m, k)
+	ok := s.t.find(&k) >= 0
+	if ok {
+		s.writable().del(k)
+	}
 	s.mu.Unlock()
 	return ok
 }
@@ -189,8 +205,53 @@ func (ix *index) len() int {
 	for i := range ix.shards {
 		s := &ix.shards[i]
 		s.mu.RLock()
-		n += len(s.m)
+		n += s.t.n
 		s.mu.RUnlock()
 	}
 	return n
+}
+
+// each calls fn for every record, one shard at a time under its read lock,
+// until fn returns false. fn must not change the index.
+func (ix *index) each(fn func(key, record) bool) {
+	for i := range ix.shards {
+		s := &ix.shards[i]
+		s.mu.RLock()
+		more := s.t.each(fn)
+		s.mu.RUnlock()
+		if !more {
+			return
+		}
+	}
+}
+
+// deleteIf removes every record for which drop returns true and calls
+// gone for each, one shard at a time under its write lock.
+func (ix *index) deleteIf(drop func(record) bool, gone func(record)) {
+	var doomed []key
+	for i := range ix.shards {
+		s := &ix.shards[i]
+		s.mu.Lock()
+		doomed = doomed[:0]
+		s.t.each(func(k key, r record) bool {
+			if drop(r) {
+				doomed = append(doomed, k)
+				gone(r)
+			}
+			return true
+		})
+		if len(doomed) > 0 {
+			t := s.writable()
+			for _, k := range doomed {
+				t.del(k)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// records iterates over the shard's records; the caller holds s.mu or
+// owns the index.
+func (s *shard) records() iter.Seq2[key, record] {
+	return func(yield func(key, record) bool) { s.t.each(yield) }
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"sync"
+	"sync/atomic"
 )
 
 // Snapshot format (version 3), all integers as in codec.go:
@@ -31,13 +33,19 @@ import (
 // written: Restore rebuilds them from the records.
 //
 // Snapshot runs on the apply goroutine (raft never runs it concurrently
-// with Apply) and only clones: the 256 shard maps of value records
-// (maps.Clone copies their tables wholesale), the small client, user and
-// counter tables, and each grant's current rotation pointer. Everything a
-// record points at is immutable or replaced rather than modified, so the
-// clone is a point-in-time image that WriteTo can encode and stream while
-// Apply carries on. Readers are never blocked: shards are only read-locked
-// while they are cloned.
+// with Apply) and copies nothing big: it takes a reference on each shard's
+// table (copy-on-write: the apply goroutine copies a shared table before
+// changing it, see index.go), copies the small client, user and counter
+// tables, and each grant's current rotation pointer. Everything a record
+// points at is immutable or replaced rather than modified, so the shared
+// tables are a point-in-time image that WriteTo can encode and stream while
+// Apply carries on; Release drops the references. Readers are never blocked.
+//
+// WriteTo writes each grant once without a set of the grants it has seen:
+// it marks them (grant.snapMark) in two passes over the tables, one to
+// count them and one to write them, with a generation number that is new
+// for each WriteTo. Writers of one FSM take turns (snapWriters.mu) so their
+// marks do not mix.
 
 var snapshotMagic = [4]byte{'T', 'K', 'D', 'S'}
 
@@ -56,14 +64,23 @@ type Snapshot struct {
 	clients  []*Client
 	users    []*User
 	counters map[string]counter
-	shards   [shardCount]map[key]record
+	tables   [shardCount]*table
 	rots     map[*grant]*rotation
+	writers  *snapWriters
+	released atomic.Bool
+}
+
+// snapWriters serialises the WriteTo calls of one FSM's snapshots.
+type snapWriters struct {
+	mu  sync.Mutex
+	gen uint32 // the last generation used; 2*gen-1 and 2*gen mark grants
 }
 
 // Snapshot captures the current state. It must not run concurrently with
-// Apply; the returned image may be written while Apply continues.
+// Apply; the returned image may be written while Apply continues, as
+// often as wanted until Release.
 func (f *FSM) Snapshot() *Snapshot {
-	s := &Snapshot{applied: f.AppliedIndex(), rots: make(map[*grant]*rotation)}
+	s := &Snapshot{applied: f.AppliedIndex(), rots: make(map[*grant]*rotation), writers: f.writers}
 	f.mu.RLock()
 	for _, c := range f.clients {
 		s.clients = append(s.clients, c)
@@ -74,10 +91,10 @@ func (f *FSM) Snapshot() *Snapshot {
 	s.counters = maps.Clone(f.counters)
 	f.mu.RUnlock()
 	for i := range f.tokens.shards {
-		sh := &f.tokens.shards[i]
-		sh.mu.RLock()
-		s.shards[i] = maps.Clone(sh.m)
-		sh.mu.RUnlock()
+		// The apply goroutine is the only writer of sh.t, and this is it.
+		t := f.tokens.shards[i].t
+		t.shared.Add(1)
+		s.tables[i] = t
 	}
 	for _, g := range f.grants {
 		if r := g.rot.Load(); r != nil {
@@ -87,8 +104,24 @@ func (f *FSM) Snapshot() *Snapshot {
 	return s
 }
 
+// Release lets Apply change the tables in place again. The image must not
+// be written after Release; a second Release does nothing.
+func (s *Snapshot) Release() {
+	if s.released.Swap(true) {
+		return
+	}
+	for _, t := range s.tables {
+		t.shared.Add(-1)
+	}
+}
+
 // WriteTo encodes and streams the image to w.
 func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	if s.released.Load() {
+		return 0, errors.New("fsm: snapshot written after Release")
+	}
+	s.writers.mu.Lock()
+	defer s.writers.mu.Unlock()
 	cw := &countingWriter{w: w}
 	sw := &snapshotWriter{bw: bufio.NewWriterSize(cw, 1<<20), e: encoder{b: make([]byte, 0, 64<<10)}}
 	sw.e.b = append(sw.e.b, snapshotMagic[:]...)
@@ -155,58 +188,81 @@ func (s *Snapshot) writeTables(sw *snapshotWriter) error {
 	return nil
 }
 
-// writeGrants writes the grants section: exactly the grants the cloned
-// records point at.
+// writeGrants writes the grants section: exactly the grants the shared
+// tables point at, each once (see the marks above).
 func (s *Snapshot) writeGrants(sw *snapshotWriter) error {
-	seen := make(map[*grant]struct{})
-	var grants []*grant
-	for _, m := range s.shards {
-		for _, r := range m {
-			if _, ok := seen[r.grant]; !ok {
-				seen[r.grant] = struct{}{}
-				grants = append(grants, r.grant)
+	s.writers.gen++
+	if s.writers.gen == 1<<31 { // 2*gen must not wrap: start over from clean marks
+		s.writers.gen = 1
+		for _, t := range s.tables {
+			for i := range t.slots {
+				if g := t.slots[i].g; g != nil {
+					g.snapMark.Store(0)
+				}
+			}
+		}
+	}
+	counted, written := 2*s.writers.gen-1, 2*s.writers.gen
+	grants := 0
+	for _, t := range s.tables {
+		for i := range t.slots {
+			if g := t.slots[i].g; g != nil && g.snapMark.Load() != counted {
+				g.snapMark.Store(counted)
+				grants++
 			}
 		}
 	}
 	e := &sw.e
-	e.uvarint(uint64(len(grants)))
-	for _, g := range grants {
-		e.uvarint(g.id)
-		e.string(g.clientID)
-		e.string(g.tenant)
-		e.string(g.username)
-		e.string(g.scope)
-		e.varint(g.issuedAt)
-		e.bool(g.code != nil)
-		if g.code != nil {
-			e.string(g.code.redirectURI)
-			e.string(g.code.challenge)
-		}
-		rot := s.rots[g]
-		e.bool(rot != nil)
-		if rot != nil {
-			e.key(rot.cur)
-			e.key(rot.curAccess)
-			e.key(rot.prev)
-			e.varint(rot.rotatedAt)
-		}
-		if err := sw.flush(); err != nil {
-			return err
+	e.uvarint(uint64(grants))
+	for _, t := range s.tables {
+		for i := range t.slots {
+			g := t.slots[i].g
+			if g == nil || g.snapMark.Load() == written {
+				continue
+			}
+			g.snapMark.Store(written)
+			s.writeGrant(e, g)
+			if err := sw.flush(); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
+func (s *Snapshot) writeGrant(e *encoder, g *grant) {
+	e.uvarint(g.id)
+	e.string(g.clientID)
+	e.string(g.tenant)
+	e.string(g.username)
+	e.string(g.scope)
+	e.varint(g.issuedAt)
+	e.bool(g.code != nil)
+	if g.code != nil {
+		e.string(g.code.redirectURI)
+		e.string(g.code.challenge)
+	}
+	rot := s.rots[g]
+	e.bool(rot != nil)
+	if rot != nil {
+		e.key(rot.cur)
+		e.key(rot.curAccess)
+		e.key(rot.prev)
+		e.varint(rot.rotatedAt)
+	}
+}
+
 // writeTokens writes the tokens section.
 func (s *Snapshot) writeTokens(sw *snapshotWriter) error {
 	tokens := 0
-	for _, m := range s.shards {
-		tokens += len(m)
+	for _, t := range s.tables {
+		tokens += t.n
 	}
 	e := &sw.e
 	e.uvarint(uint64(tokens))
-	for _, m := range s.shards {
-		for k, r := range m {
+	var err error
+	for _, t := range s.tables {
+		t.each(func(k key, r record) bool {
 			e.key(k)
 			e.uvarint(r.grant.id)
 			e.byte(byte(r.kind))
@@ -217,9 +273,11 @@ func (s *Snapshot) writeTokens(sw *snapshotWriter) error {
 			}
 			e.varint(r.issuedAt)
 			e.varint(r.expiresAt)
-			if err := sw.flush(); err != nil {
-				return err
-			}
+			err = sw.flush()
+			return err == nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -253,7 +311,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	for i := range f.tokens.shards {
 		s := &f.tokens.shards[i]
 		s.mu.Lock()
-		s.m = fresh.tokens.shards[i].m
+		s.t = fresh.tokens.shards[i].t
 		s.mu.Unlock()
 	}
 	f.applied.Store(applied)
@@ -363,13 +421,14 @@ func (f *FSM) readTokens(d *decoder) error {
 		if g == nil {
 			return errors.New("token refers to an unknown grant")
 		}
-		if _, dup := f.tokens.shards[k[0]].m[k]; dup {
+		t := f.tokens.shards[k[0]].t // f is private: no lock, no sharing
+		if t.find(&k) >= 0 {
 			return errors.New("token appears twice")
 		}
 		if rec.state > stateOrphaned {
 			return fmt.Errorf("unknown token state %d", rec.state)
 		}
-		f.tokens.shards[k[0]].m[k] = rec
+		t.put(k, rec)
 		g.tokens = append(g.tokens, k)
 		if rec.kind == KindRefresh && (rec.state == stateRotated || rec.state == stateOrphaned) {
 			if g.spent == nil {

@@ -318,7 +318,7 @@ func TestRestoreRejectsCorrupt(t *testing.T) {
 func checkRestoredConsistent(t *testing.T, f *FSM) {
 	t.Helper()
 	for i := range f.tokens.shards {
-		for h, r := range f.tokens.shards[i].m {
+		for h, r := range f.tokens.shards[i].records() {
 			if h[0] != byte(i) || r.grant == nil {
 				t.Fatalf("restored token %x… misplaced or without grant", h[:4])
 			}

@@ -33,25 +33,21 @@ func (f *FSM) Stats(now int64) Stats {
 	for id := range f.grants {
 		s.MaxGrantID = max(s.MaxGrantID, id)
 	}
-	for i := range f.tokens.shards {
-		sh := &f.tokens.shards[i]
-		sh.mu.RLock()
-		s.Tokens += len(sh.m)
-		for _, r := range sh.m {
-			// lookupKey's test, on the record in hand.
-			if r.state != stateActive || now >= r.expiresAt || r.grant.revoked.Load() {
-				continue
-			}
-			switch r.kind {
-			case KindAccess:
-				s.LiveAccess++
-			case KindRefresh:
-				s.LiveRefresh++
-			case KindCode:
-				s.LiveCodes++
-			}
+	f.tokens.each(func(_ key, r record) bool {
+		s.Tokens++
+		// lookupKey's test, on the record in hand.
+		if r.state != stateActive || now >= r.expiresAt || r.grant.revoked.Load() {
+			return true
 		}
-		sh.mu.RUnlock()
-	}
+		switch r.kind {
+		case KindAccess:
+			s.LiveAccess++
+		case KindRefresh:
+			s.LiveRefresh++
+		case KindCode:
+			s.LiveCodes++
+		}
+		return true
+	})
 	return s
 }

@@ -1,0 +1,160 @@
+package fsm
+
+import (
+	"bytes"
+	"math"
+	mrand "math/rand/v2"
+	"testing"
+)
+
+// TestTableMatchesMap drives a table and a map with the same random puts
+// and deletes, across growth and shrinking, with records that need a side
+// entry (narrowed scope, odd lifetimes) and ones that do not.
+func TestTableMatchesMap(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(7, 8))
+	tab := newTable(0)
+	model := map[key]record{}
+	var keys []key
+	scope := "narrow"
+	g := &grant{id: 1}
+	randRecord := func() record {
+		r := record{grant: g, kind: Kind(1 + rng.IntN(3)), state: recState(rng.IntN(4)), issuedAt: rng.Int64N(1 << 62)}
+		switch rng.IntN(6) {
+		case 0:
+			r.expiresAt = keepRedeemed
+		case 1:
+			r.expiresAt = r.issuedAt - 1 // negative lifetime
+		case 2:
+			r.issuedAt, r.expiresAt = math.MinInt64, math.MaxInt64-1 // difference overflows
+		case 3:
+			r.scope = &scope
+			r.expiresAt = r.issuedAt + 5
+		case 4:
+			r.expiresAt = r.issuedAt + keepRedeemedLife // just too long
+		default:
+			r.expiresAt = r.issuedAt + rng.Int64N(1<<40)
+		}
+		return r
+	}
+	for step := 0; step < 60000; step++ {
+		switch op := rng.IntN(10); {
+		case op < 6 || len(keys) == 0: // insert or replace
+			var k key
+			if len(keys) > 0 && op == 0 {
+				k = keys[rng.IntN(len(keys))]
+			} else {
+				for i := range k {
+					k[i] = byte(rng.Uint32())
+				}
+				if step%3 == 0 {
+					k[1], k[2] = 0, 0 // crowd some homes together
+				}
+				keys = append(keys, k)
+			}
+			r := randRecord()
+			tab.put(k, r)
+			model[k] = r
+		default: // delete, sometimes a key never inserted
+			i := rng.IntN(len(keys))
+			k := keys[i]
+			_, want := model[k]
+			if got := tab.del(k); got != want {
+				t.Fatalf("step %d: del = %v, want %v", step, got, want)
+			}
+			delete(model, k)
+			keys[i] = keys[len(keys)-1]
+			keys = keys[:len(keys)-1]
+		}
+		if step < 40000 && step%7 == 0 && len(keys) > 0 {
+			k := keys[rng.IntN(len(keys))]
+			got, ok := tab.get(&k)
+			if want, wok := model[k]; ok != wok || got != want {
+				t.Fatalf("step %d: get %x = %+v %v, want %+v %v", step, k[:4], got, ok, want, wok)
+			}
+		}
+		if step == 40000 { // then drain most of it, so the table shrinks
+			for len(keys) > 50 {
+				tab.del(keys[len(keys)-1])
+				delete(model, keys[len(keys)-1])
+				keys = keys[:len(keys)-1]
+			}
+		}
+	}
+	if tab.n != len(model) || len(tab.side) > len(model) {
+		t.Fatalf("n = %d, side %d, model %d", tab.n, len(tab.side), len(model))
+	}
+	if len(tab.slots) > 4*len(model)+4*minSlots {
+		t.Errorf("table of %d slots for %d records did not shrink", len(tab.slots), len(model))
+	}
+	seen := 0
+	tab.each(func(k key, r record) bool {
+		seen++
+		if want, ok := model[k]; !ok || r != want {
+			t.Errorf("each: %x = %+v, want %+v", k[:4], r, want)
+		}
+		return true
+	})
+	if seen != len(model) {
+		t.Errorf("each saw %d of %d", seen, len(model))
+	}
+	for k, want := range model {
+		if got, ok := tab.get(&k); !ok || got != want {
+			t.Fatalf("get %x = %+v %v, want %+v", k[:4], got, ok, want)
+		}
+	}
+}
+
+// TestSnapshotWhileApplying writes an image while the apply goroutine goes
+// on changing every shard (copy-on-write): the image is the state at
+// Snapshot, and after Release the tables are changed in place again.
+func TestSnapshotWhileApplying(t *testing.T) {
+	w := newWorkload(11)
+	f := New()
+	idx := uint64(0)
+	for _, d := range w.entries(3000) {
+		idx++
+		f.Apply(idx, d)
+	}
+	before := digest(f)
+	snap := f.Snapshot()
+	var img bytes.Buffer
+	done := make(chan error)
+	go func() {
+		_, err := snap.WriteTo(&img)
+		done <- err
+	}()
+	for _, d := range w.entries(3000) {
+		idx++
+		f.Apply(idx, d)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	g := New()
+	if err := g.Restore(bytes.NewReader(img.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if got := digest(g); got != before {
+		t.Fatalf("image saw later changes:\n%s", diffLines(before, got))
+	}
+	// Written again, the image is the same state (counters come in map
+	// order, so not the same bytes).
+	var again bytes.Buffer
+	if _, err := snap.WriteTo(&again); err != nil {
+		t.Fatal(err)
+	}
+	h := New()
+	if err := h.Restore(&again); err != nil || digest(h) != before {
+		t.Fatalf("second WriteTo differs (err %v)", err)
+	}
+	snap.Release()
+	snap.Release()
+	if _, err := snap.WriteTo(&again); err == nil {
+		t.Error("WriteTo after Release succeeded")
+	}
+	for i := range f.tokens.shards {
+		if n := f.tokens.shards[i].t.shared.Load(); n != 0 {
+			t.Fatalf("shard %d still shared by %d after Release", i, n)
+		}
+	}
+}
