@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -31,6 +32,8 @@ type baselineSpec struct {
 	Header http.Header `json:"header"`
 	Body   []byte      `json:"body"`
 	Tokens []string    `json:"tokens"`
+	// Kind picks the reference server (KindValidate when empty).
+	Kind string `json:"kind,omitempty"`
 }
 
 // ServeBaseline is the child's side: it reads the response shape and the
@@ -46,20 +49,71 @@ func ServeBaseline(stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           newBaselineHandler(validateShape{Header: spec.Header, Body: spec.Body}, spec.Tokens),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
+	ref, err := startReference(ln, spec.Kind, validateShape{Header: spec.Header, Body: spec.Body}, spec.Tokens)
+	if err != nil {
+		return fmt.Errorf("baseline child: %w", err)
 	}
-	go func() { _ = srv.Serve(ln) }()
-	if _, err := fmt.Fprintf(stdout, "http://%s\n", ln.Addr()); err != nil {
+	if _, err := fmt.Fprintf(stdout, "%s\n", ref.URL); err != nil {
 		return err
 	}
 	_, _ = io.Copy(io.Discard, br) // until the parent closes our stdin
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return srv.Shutdown(ctx)
+	return ref.shutdown(ctx)
 }
+
+// BaselineServerMain is the hidden "tokend-bench baseline-server"
+// command: one reference server (--kind) on a 127.0.0.1 address until ctx
+// ends, for an outside load generator such as wrk to be pointed at
+// (bench/validate-fastpath.sh). It prints the base URL on stdout once it
+// is listening, and returns the process's exit code.
+func BaselineServerMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("tokend-bench baseline-server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	kind := fs.String("kind", KindValidate, "reference server: "+strings.Join(referenceKinds, ", "))
+	addr := fs.String("addr", "127.0.0.1:0", "listen address (loopback only)")
+	var tokens stringsFlag
+	fs.Var(&tokens, "token", "a token the validating kinds accept (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := serveReference(ctx, *kind, *addr, tokens, stdout); err != nil {
+		fmt.Fprintln(stderr, "tokend-bench baseline-server:", err)
+		return 1
+	}
+	return 0
+}
+
+func serveReference(ctx context.Context, kind, addr string, tokens []string, stdout io.Writer) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--addr: %w", err)
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("--addr %q: only a loopback IP address is allowed", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	ref, err := startReference(ln, kind, syntheticShape(), tokens)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintln(stdout, ref.URL); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return ref.shutdown(sctx)
+}
+
+// stringsFlag is a repeatable string flag.
+type stringsFlag []string
+
+func (f *stringsFlag) String() string     { return strings.Join(*f, ",") }
+func (f *stringsFlag) Set(v string) error { *f = append(*f, v); return nil }
 
 // baselineProcess is a running child baseline.
 type baselineProcess struct {
