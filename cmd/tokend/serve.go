@@ -101,6 +101,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.Uint64Var(&c.snapshotThreshold, "snapshot-threshold", 8192, "log entries between automatic snapshots")
 	fs.StringVar(&c.issuer, "issuer", "", "the URL clients know this service by: iss in metadata, introspection and authorization responses; required for a cluster (--bootstrap-expect > 1 or --join), the same on every node (default for a single node: http(s)://<http-addr>); an https issuer turns on HSTS")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (HTTPS when both cert and key are set)")
+	fs.Var(newMemoryLimitFlag(), "memory-limit", memoryLimitUsage)
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
 	fs.BoolVar(&c.cookieSecure, "cookie-secure", false, "mark session cookies Secure even when serving plain HTTP (behind a TLS-terminating proxy); always on with --tls-cert")
 	fs.BoolVar(&c.dev, "dev", false, "single dev node on loopback: a fresh temporary data dir, seeds a demo client and user, prints curl lines (command line only: TOKEND_DEV is not read)")
