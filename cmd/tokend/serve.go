@@ -30,6 +30,7 @@ type serveConfig struct {
 	nodeID, dataDir                string
 	httpAddr, raftAddr, gossipAddr string
 	adminAddr                      string
+	validateAddr                   string // gateway.Server, validateaddr.go
 	trustedProxies                 listFlag
 	proxies                        []netip.Prefix // parsed --trusted-proxies
 	join                           listFlag
@@ -80,6 +81,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.StringVar(&c.dataDir, "data-dir", "", "Raft log, stable store and snapshots (default ./data/<node-id>; --dev: a temporary directory)")
 	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "OAuth and health HTTP address; also the admin surface unless --admin-addr is set")
 	fs.StringVar(&c.adminAddr, "admin-addr", "", "own listener for /admin/*, /metrics, /cluster/status and /debug/pprof/, which then answer 404 on --http-addr (empty: all on --http-addr)")
+	fs.StringVar(&c.validateAddr, "validate-addr", "", validateAddrUsage)
 	fs.Var(&c.trustedProxies, "trusted-proxies", "comma-separated CIDR prefixes (or addresses) of reverse proxies whose X-Forwarded-For / Forwarded headers name the client address that failed sign-ins count against (empty: the TCP peer is the client; headers are never read)")
 	fs.StringVar(&c.raftAddr, "raft-addr", "127.0.0.1:8300", "the internal port: Raft and node-to-node calls, mutual TLS (a single node without a cluster key opens none)")
 	fs.StringVar(&c.gossipAddr, "gossip-addr", "127.0.0.1:8301", "memberlist gossip address")
@@ -334,6 +336,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if adminLn != nil {
 		defer adminLn.Close()
 	}
+	validateLn, err := c.listenValidate()
+	if err != nil {
+		return err
+	}
+	if validateLn != nil {
+		defer validateLn.Close()
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -349,9 +358,17 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	node.ServeHandOffs(api.HandOffHandler())
 	s := c.startServers(api, ln, adminLn, scheme, log)
+	gw, err := c.startGateway(api, validateLn, log, s.errs)
+	if err != nil {
+		_ = shutdown(s.srv, s.adminSrv, node, false, log)
+		return err
+	}
 	attrs := []any{"node_id", c.nodeID, "http", s.baseURL}
 	if s.adminURL != "" {
 		attrs = append(attrs, "admin", s.adminURL)
+	}
+	if validateLn != nil {
+		attrs = append(attrs, "validate", scheme+"://"+validateLn.Addr().String())
 	}
 	if len(key) > 0 {
 		attrs = append(attrs, "internal", c.raftAddr, "gossip", c.gossipAddr)
@@ -373,6 +390,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case err = <-s.errs:
 		log.Error("http server stopped", "err", err)
 	}
+	stopGateway(gw, log)
 	return shutdown(s.srv, s.adminSrv, node, c.leaveOnTerminate, log)
 }
 
