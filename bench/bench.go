@@ -59,7 +59,7 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) (*Report, er
 	} else {
 		r.runScenario(targets, nodes, sd, base)
 	}
-	rep.Notes = append(rep.Notes, fmt.Sprintf("client: net/http, keep-alive, HTTP/1.1, MaxIdleConnsPerHost=%d, timeout %s", cfg.Concurrency+16, cfg.Timeout))
+	rep.Notes = append(rep.Notes, fmt.Sprintf("client: one persistent HTTP/1.1 connection per worker and node, timeout %s", cfg.Timeout))
 	if rep.Mode == "closed" {
 		rep.Notes = append(rep.Notes, "closed loop: latencies include coordinated omission; use --rate for publishable percentiles")
 	}
@@ -178,7 +178,7 @@ func (r *benchRun) load(name string, e *env, nodeURLs []string) Result {
 
 // runBaseline runs the baseline scenario against base.
 func (r *benchRun) runBaseline(base *baselineServer, sd *seeded) Result {
-	e := &env{nodes: []node{newNode(base.URL)}, client: r.client, pool: newTokenPool(sd.tokens, 0)}
+	e := &env{nodes: []node{newNode(base.URL)}, client: r.client, timeout: r.cfg.Timeout, pool: newTokenPool(sd.tokens, 0)}
 	return r.load(ScenarioBaseline, e, []string{base.URL})
 }
 
@@ -187,7 +187,7 @@ func (r *benchRun) runBaseline(base *baselineServer, sd *seeded) Result {
 func (r *benchRun) runScenario(targets []string, nodes []node, sd *seeded, base *baselineServer) {
 	cfg, rep := &r.cfg, r.rep
 	e := &env{
-		nodes: nodes, client: r.client, creds: sd.creds, users: sd.users,
+		nodes: nodes, client: r.client, timeout: cfg.Timeout, creds: sd.creds, users: sd.users,
 		pool:   newTokenPool(sd.tokens, r.spareFraction()),
 		issued: newTokenStack(1_000_000),
 		chains: make(chan string, max(len(sd.chains), cfg.Concurrency)),

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -83,8 +84,10 @@ func errorClass(status int, err error) string {
 	if err == nil {
 		return strconv.Itoa(status)
 	}
+	var ne net.Error
 	switch {
-	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Timeout"):
+	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "Timeout"),
+		errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
 	case strings.Contains(err.Error(), "connection refused"):
 		return "conn-refused"

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -21,6 +23,17 @@ type node struct {
 	Token      string
 	Introspect string
 	Revoke     string
+	ep         *endpoint // where the wire client connects
+}
+
+// endpoint is what the wire client needs to reach a node: the address to
+// dial, the Host header, whether to speak TLS, and where the path starts
+// in the node's URLs (so a request's target is a substring, not a parse).
+type endpoint struct {
+	addr      string // host:port
+	host      string // Host header
+	tls       bool
+	originLen int // len("scheme://host")
 }
 
 func newNode(base string) node {
@@ -31,7 +44,27 @@ func newNode(base string) node {
 		Token:      base + "/token",
 		Introspect: base + "/introspect",
 		Revoke:     base + "/revoke",
+		ep:         newEndpoint(base),
 	}
+}
+
+func newEndpoint(base string) *endpoint {
+	ep := &endpoint{}
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" {
+		return ep // unusable: dialing it fails with a clear error
+	}
+	ep.host, ep.tls = u.Host, u.Scheme == "https"
+	ep.originLen = len(u.Scheme) + len("://") + len(u.Host)
+	ep.addr = u.Host
+	if u.Port() == "" {
+		port := "80"
+		if ep.tls {
+			port = "443"
+		}
+		ep.addr = net.JoinHostPort(u.Hostname(), port)
+	}
+	return ep
 }
 
 // creds is a confidential client with its precomputed Basic header
@@ -54,24 +87,56 @@ type user struct {
 
 const formType = "application/x-www-form-urlencoded"
 
-func newValidateReq(ctx context.Context, n node, token string) *http.Request {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.Validate, nil)
-	req.Header["Authorization"] = []string{"Bearer " + token}
+// request is one OAuth call in a transport-neutral form. The hot path
+// writes it straight onto a connection (wire.go) without parsing a URL or
+// building a header map; http turns it into a *http.Request for the
+// net/http paths (seeding, probing, visibility checks). The Authorization
+// value is authScheme+auth, kept apart so "Bearer "+token is never
+// concatenated per request.
+type request struct {
+	method     string
+	url        string
+	ep         *endpoint
+	authScheme string
+	auth       string
+	form       string // x-www-form-urlencoded body; POST only
+}
+
+// path is the request target: the URL minus scheme and host.
+func (r *request) path() string {
+	if r.ep == nil || r.ep.originLen >= len(r.url) {
+		return "/"
+	}
+	return r.url[r.ep.originLen:]
+}
+
+// http builds the equivalent *http.Request.
+func (r *request) http(ctx context.Context) *http.Request {
+	var body io.Reader
+	if r.method == http.MethodPost {
+		body = strings.NewReader(r.form)
+	}
+	req, _ := http.NewRequestWithContext(ctx, r.method, r.url, body)
+	if r.method == http.MethodPost {
+		req.Header["Content-Type"] = []string{formType}
+	}
+	req.Header["Authorization"] = []string{r.authScheme + r.auth}
 	return req
 }
 
-func newFormReq(ctx context.Context, target string, c creds, form string) *http.Request {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, target, strings.NewReader(form))
-	req.Header["Content-Type"] = []string{formType}
-	req.Header["Authorization"] = []string{c.basic}
-	return req
+func validateRequest(n node, token string) request {
+	return request{method: http.MethodGet, url: n.Validate, ep: n.ep, authScheme: "Bearer ", auth: token}
 }
 
-func newIssueCCReq(ctx context.Context, n node, c creds) *http.Request {
-	return newFormReq(ctx, n.Token, c, "grant_type=client_credentials&scope=read")
+func formRequest(n node, target string, c creds, form string) request {
+	return request{method: http.MethodPost, url: target, ep: n.ep, auth: c.basic, form: form}
 }
 
-func newIssuePasswordReq(ctx context.Context, n node, c creds, u user) *http.Request {
+func issueCCRequest(n node, c creds) request {
+	return formRequest(n, n.Token, c, "grant_type=client_credentials&scope=read")
+}
+
+func issuePasswordRequest(n node, c creds, u user) request {
 	v := url.Values{
 		"grant_type": {"password"},
 		"username":   {u.Username},
@@ -81,19 +146,51 @@ func newIssuePasswordReq(ctx context.Context, n node, c creds, u user) *http.Req
 	if u.Tenant != "" {
 		v.Set("tenant_id", u.Tenant)
 	}
-	return newFormReq(ctx, n.Token, c, v.Encode())
+	return formRequest(n, n.Token, c, v.Encode())
+}
+
+func refreshRequest(n node, c creds, refresh string) request {
+	return formRequest(n, n.Token, c, "grant_type=refresh_token&refresh_token="+url.QueryEscape(refresh))
+}
+
+func introspectRequest(n node, c creds, token string) request {
+	return formRequest(n, n.Introspect, c, "token="+url.QueryEscape(token))
+}
+
+func revokeRequest(n node, c creds, token string) request {
+	return formRequest(n, n.Revoke, c, "token="+url.QueryEscape(token))
+}
+
+// The *http.Request forms, for the paths that use net/http.
+
+func newValidateReq(ctx context.Context, n node, token string) *http.Request {
+	r := validateRequest(n, token)
+	return r.http(ctx)
+}
+
+func newIssueCCReq(ctx context.Context, n node, c creds) *http.Request {
+	r := issueCCRequest(n, c)
+	return r.http(ctx)
+}
+
+func newIssuePasswordReq(ctx context.Context, n node, c creds, u user) *http.Request {
+	r := issuePasswordRequest(n, c, u)
+	return r.http(ctx)
 }
 
 func newRefreshReq(ctx context.Context, n node, c creds, refresh string) *http.Request {
-	return newFormReq(ctx, n.Token, c, "grant_type=refresh_token&refresh_token="+url.QueryEscape(refresh))
+	r := refreshRequest(n, c, refresh)
+	return r.http(ctx)
 }
 
 func newIntrospectReq(ctx context.Context, n node, c creds, token string) *http.Request {
-	return newFormReq(ctx, n.Introspect, c, "token="+url.QueryEscape(token))
+	r := introspectRequest(n, c, token)
+	return r.http(ctx)
 }
 
 func newRevokeReq(ctx context.Context, n node, c creds, token string) *http.Request {
-	return newFormReq(ctx, n.Revoke, c, "token="+url.QueryEscape(token))
+	r := revokeRequest(n, c, token)
+	return r.http(ctx)
 }
 
 // tokenResponse is the part of a /token answer the bench uses.

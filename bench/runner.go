@@ -114,6 +114,7 @@ func (r *loadRun) startWorkers() <-chan struct{} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer w.close()
 			if r.spec.Rate > 0 {
 				r.openLoop(w)
 			} else {

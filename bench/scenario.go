@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/http"
+	"time"
 )
 
 // outcome is what one operation reports to the runner.
@@ -28,12 +29,14 @@ type Scenario struct {
 // env is the shared, read-mostly state scenarios draw from.
 type env struct {
 	nodes  []node
-	client *http.Client
-	creds  creds
-	users  []user
-	pool   *tokenPool
-	issued *tokenStack // tokens issued during the run (mixed)
-	chains chan string // refresh-token chains (refresh)
+	client *http.Client // net/http, for what is not the load (visibility's fan-out)
+	// timeout bounds each request of the workers' wire clients.
+	timeout time.Duration
+	creds   creds
+	users   []user
+	pool    *tokenPool
+	issued  *tokenStack // tokens issued during the run (mixed)
+	chains  chan string // refresh-token chains (refresh)
 }
 
 // worker is one load goroutine's private state.
@@ -44,6 +47,24 @@ type worker struct {
 
 	// visibility: the token this worker issued and has not yet revoked.
 	pending string
+
+	wire *wireClient // this worker's connections, made on first use
+}
+
+// send does req on the worker's own connections (wire.go). The first call
+// binds them to ctx: the runner passes every request the run's context.
+func (w *worker) send(ctx context.Context, e *env, req request, keepBody bool) (response, error) {
+	if w.wire == nil {
+		w.wire = newWireClient(ctx, e.timeout)
+	}
+	return w.wire.do(&req, keepBody)
+}
+
+// close closes the worker's connections.
+func (w *worker) close() {
+	if w.wire != nil {
+		w.wire.close()
+	}
 }
 
 func newWorker(id int, seed uint64) *worker {
@@ -60,39 +81,39 @@ func (w *worker) nextNode(nodes []node) node {
 
 func validateOp(ctx context.Context, e *env, w *worker) outcome {
 	tok := e.pool.random(w.rng)
-	r, err := do(e.client, newValidateReq(ctx, w.nextNode(e.nodes), tok), false)
+	r, err := w.send(ctx, e, validateRequest(w.nextNode(e.nodes), tok), false)
 	return outcome{kind: opValidate, class: judgeStatus(r, err, http.StatusOK)}
 }
 
 func introspectOp(ctx context.Context, e *env, w *worker) outcome {
 	tok := e.pool.random(w.rng)
-	r, err := do(e.client, newIntrospectReq(ctx, w.nextNode(e.nodes), e.creds, tok), true)
+	r, err := w.send(ctx, e, introspectRequest(w.nextNode(e.nodes), e.creds, tok), true)
 	return outcome{kind: opIntrospect, class: judgeIntrospect(r, err)}
 }
 
 func issueCC(ctx context.Context, e *env, w *worker) (outcome, tokenResponse) {
-	return issueCCAt(ctx, e, w.nextNode(e.nodes))
+	return issueCCAt(ctx, e, w, w.nextNode(e.nodes))
 }
 
-func issueCCAt(ctx context.Context, e *env, n node) (outcome, tokenResponse) {
-	r, err := do(e.client, newIssueCCReq(ctx, n, e.creds), true)
+func issueCCAt(ctx context.Context, e *env, w *worker, n node) (outcome, tokenResponse) {
+	r, err := w.send(ctx, e, issueCCRequest(n, e.creds), true)
 	tr, class := judgeToken(r, err, false)
 	return outcome{kind: opIssue, class: class}, tr
 }
 
 func issuePassword(ctx context.Context, e *env, w *worker) (outcome, tokenResponse) {
 	u := e.users[w.rng.IntN(len(e.users))]
-	r, err := do(e.client, newIssuePasswordReq(ctx, w.nextNode(e.nodes), e.creds, u), true)
+	r, err := w.send(ctx, e, issuePasswordRequest(w.nextNode(e.nodes), e.creds, u), true)
 	tr, class := judgeToken(r, err, true)
 	return outcome{kind: ScenarioIssuePassword, class: class}, tr
 }
 
 func revokeToken(ctx context.Context, e *env, w *worker, tok string) outcome {
-	return revokeAt(ctx, e, w.nextNode(e.nodes), tok)
+	return revokeAt(ctx, e, w, w.nextNode(e.nodes), tok)
 }
 
-func revokeAt(ctx context.Context, e *env, n node, tok string) outcome {
-	r, err := do(e.client, newRevokeReq(ctx, n, e.creds, tok), false)
+func revokeAt(ctx context.Context, e *env, w *worker, n node, tok string) outcome {
+	r, err := w.send(ctx, e, revokeRequest(n, e.creds, tok), false)
 	return outcome{kind: opRevoke, class: judgeStatus(r, err, http.StatusOK)}
 }
 
@@ -103,7 +124,7 @@ func revokeAt(ctx context.Context, e *env, n node, tok string) outcome {
 func refreshOp(ctx context.Context, e *env, w *worker) outcome {
 	select {
 	case rt := <-e.chains:
-		r, err := do(e.client, newRefreshReq(ctx, w.nextNode(e.nodes), e.creds, rt), true)
+		r, err := w.send(ctx, e, refreshRequest(w.nextNode(e.nodes), e.creds, rt), true)
 		tr, class := judgeToken(r, err, true)
 		if class == "" {
 			select {

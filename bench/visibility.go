@@ -24,7 +24,7 @@ func visibilityScenario(e *env) Scenario {
 	return Scenario{Name: ScenarioVisibility, Do: func(ctx context.Context, w *worker) outcome {
 		writer := w.nextNode(e.nodes)
 		if w.pending == "" {
-			o, tr := issueCCAt(ctx, e, writer)
+			o, tr := issueCCAt(ctx, e, w, writer)
 			o.kind = kindIssueCheck
 			if o.class != "" {
 				return o
@@ -35,7 +35,7 @@ func visibilityScenario(e *env) Scenario {
 		}
 		tok := w.pending
 		w.pending = ""
-		o := revokeAt(ctx, e, writer, tok)
+		o := revokeAt(ctx, e, w, writer, tok)
 		o.kind = kindRevokeCheck
 		if o.class != "" {
 			return o
