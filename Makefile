@@ -46,6 +46,19 @@ cluster: build
 cluster-stop:
 	deploy/local-cluster.sh stop
 
+# Crash and kill under load (docs/RELIABILITY.md). chaos-kill runs a real
+# three-node cluster under load and SIGKILLs the leader KILLS times (plus
+# KILLS/10 follower kills and pauses), restarting each from its data dir;
+# it fails if an acknowledged write is lost. make test runs a short version
+# (chaos.TestKillsUnderLoad).
+KILLS ?= 100
+.PHONY: chaos chaos-kill
+chaos: chaos-kill
+
+chaos-kill: build
+	$(GO) build -o $(BIN)/tokend-chaos ./cmd/tokend-chaos
+	$(BIN)/tokend-chaos --tokend $(BIN)/tokend --kills $(KILLS)
+
 # The container image, offline: static binaries built here, FROM scratch,
 # built by podman (deploy/image.sh, deploy/Containerfile). With registry
 # access, deploy/Dockerfile builds the same layout on distroless.
