@@ -19,16 +19,15 @@ type FSM struct {
 	counters map[string]counter
 
 	// Owned by the apply goroutine.
-	grants    map[uint64]*grant
-	byClient  map[string]*grant  // head of each client's grant list
-	bySubject map[userKey]*grant // head of each user's grant list
+	byClient  map[string]*grant    // head of each client's grant list
+	bySubject map[userKey]*subject // each user with a grant
 	interned  map[string]string
 	scopes    map[string]*string // narrowed scopes, shared by the records using them
 
 	writers *snapWriters // snapshot.go
 
 	applied atomic.Uint64
-	// For metrics, readable at any time: len(grants) after every change,
+	// For metrics, readable at any time: the number of grants,
 	// and tokens dropped by purges since the process started.
 	nGrants atomic.Int64
 	purged  atomic.Uint64
@@ -54,9 +53,8 @@ func (f *FSM) reset() {
 	f.clients = make(map[string]*Client)
 	f.users = make(map[userKey]*User)
 	f.counters = make(map[string]counter)
-	f.grants = make(map[uint64]*grant)
 	f.byClient = make(map[string]*grant)
-	f.bySubject = make(map[userKey]*grant)
+	f.bySubject = make(map[userKey]*subject)
 	f.interned = make(map[string]string)
 	f.scopes = make(map[string]*string)
 }
@@ -91,7 +89,7 @@ func (f *FSM) apply(index uint64, c Command) Result {
 	case *RevokeClient:
 		return Result{Count: f.revokeAll(f.byClient[c.ClientID], clientList)}
 	case *RevokeSubject:
-		return Result{Count: f.revokeAll(f.bySubject[userKey{c.Tenant, c.Username}], userList)}
+		return Result{Count: f.revokeAll(f.userGrants(c.Tenant, c.Username), userList)}
 	case *PutClient:
 		return f.putClient(c)
 	case *DeleteClient:
@@ -164,11 +162,17 @@ func (f *FSM) issueGrant(index uint64, c *IssueGrant) Result {
 	g := &grant{
 		id:       index,
 		clientID: f.intern(c.ClientID),
-		tenant:   f.intern(c.Tenant),
-		username: f.intern(c.Username),
-		scope:    f.intern(c.Scope),
+		scope:    f.internScope(c.Scope),
 		issuedAt: c.IssuedAt,
 	}
+	g.user = f.subjectFor(c.Tenant, c.Username)
+	n := 0
+	for _, t := range []*TokenSpec{&c.Code, &c.Access, &c.Refresh} {
+		if !t.Hash.IsZero() {
+			n++
+		}
+	}
+	g.tokens = make([]key, 0, n) // exactly: most grants never hold more
 	if !c.Code.Hash.IsZero() {
 		g.code = &codeBinding{redirectURI: c.RedirectURI, challenge: c.CodeChallenge}
 	}
@@ -180,7 +184,7 @@ func (f *FSM) issueGrant(index uint64, c *IssueGrant) Result {
 	if !c.Access.Hash.IsZero() {
 		f.addToken(g, c.Access, KindAccess, nil, c.IssuedAt)
 		r.IssuedCount = f.countIssue(g, c.IssuedAt)
-		r.Scope = g.scope
+		r.Scope = *g.scope
 	}
 	if !c.Refresh.Hash.IsZero() {
 		f.addToken(g, c.Refresh, KindRefresh, nil, c.IssuedAt)
@@ -195,7 +199,7 @@ func (f *FSM) addToken(g *grant, t TokenSpec, kind Kind, scope *string, now int6
 }
 
 func (f *FSM) countIssue(g *grant, now int64) uint64 {
-	subject := subjectOf(g.clientID, g.tenant, g.username)
+	subject := subjectOf(g.clientID, g.tenant(), g.username())
 	f.mu.Lock()
 	c := f.counters[subject]
 	c.count++
@@ -251,7 +255,7 @@ func (f *FSM) redeemCode(c *RedeemCode) Result {
 	if !c.Access.Hash.IsZero() {
 		f.addToken(g, c.Access, KindAccess, nil, c.Now)
 		res.IssuedCount = f.countIssue(g, c.Now)
-		res.Scope = g.scope
+		res.Scope = *g.scope
 	}
 	if !c.Refresh.Hash.IsZero() {
 		f.addToken(g, c.Refresh, KindRefresh, nil, c.Now)
@@ -286,7 +290,7 @@ func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 	}
 	// Reuse is judged before anything else about the request: a replayed
 	// token must cost the grant whatever scope it asks for.
-	old := g.rot.Load()
+	old := g.rot()
 	retry := false
 	if r.state != stateActive {
 		if !graceRetry(g, old, c, r) {
@@ -296,8 +300,8 @@ func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 		retry = true
 	}
 	var scope *string
-	if c.Scope != "" && c.Scope != g.scope {
-		if !ScopeSubset(c.Scope, g.scope) {
+	if c.Scope != "" && c.Scope != *g.scope {
+		if !ScopeSubset(c.Scope, *g.scope) {
 			return Result{Outcome: Mismatch}
 		}
 		scope = f.internScope(c.Scope)
@@ -306,9 +310,10 @@ func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 		return Result{Outcome: Exists}
 	}
 	next := &rotation{cur: keyOf(c.Refresh.Hash), curAccess: keyOf(c.Access.Hash), prev: keyOf(c.Old), rotatedAt: c.Now}
-	if g.spent == nil {
-		g.spent = &spent{}
+	if g.chain == nil {
+		g.chain = &chain{}
 	}
+	sp := &g.chain.spent
 	if retry {
 		// A retry within the grace window: the successor was never used
 		// (it would have become prev otherwise), so the response carrying
@@ -319,20 +324,20 @@ func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 		if cr, ok := f.tokens.get(old.cur); ok && cr.grant == g && cr.state == stateActive {
 			cr.state = stateOrphaned
 			f.tokens.put(old.cur, cr)
-			g.spent.orphans = insertSpent(g.spent.orphans, spentKey{old.cur, cr.issuedAt, cr.expiresAt})
+			sp.orphans = insertSpent(sp.orphans, spentKey{old.cur, cr.issuedAt, cr.expiresAt})
 		}
 		f.dropToken(g, old.curAccess)
 		next.rotatedAt = old.rotatedAt
 	} else {
 		r.state = stateRotated
 		f.tokens.put(next.prev, r)
-		g.spent.retired = insertSpent(g.spent.retired, spentKey{next.prev, r.issuedAt, r.expiresAt})
+		sp.retired = insertSpent(sp.retired, spentKey{next.prev, r.issuedAt, r.expiresAt})
 		f.evictRetired(g, next.prev)
 	}
-	g.rot.Store(next)
+	g.setRot(next)
 	f.addToken(g, c.Access, KindAccess, scope, c.Now)
 	f.addToken(g, c.Refresh, KindRefresh, nil, c.Now)
-	eff := g.scope
+	eff := *g.scope
 	if scope != nil {
 		eff = *scope
 	}
@@ -351,8 +356,8 @@ func graceRetry(g *grant, old *rotation, c *RotateRefresh, r record) bool {
 		return false
 	}
 	n := 0
-	if g.spent != nil {
-		for _, o := range g.spent.orphans {
+	if sp := g.spent(); sp != nil {
+		for _, o := range sp.orphans {
 			if c.Now < o.expiresAt {
 				n++
 			}
@@ -364,10 +369,11 @@ func graceRetry(g *grant, old *rotation, c *RotateRefresh, r record) bool {
 // evictRetired forgets g's oldest retired refresh tokens beyond maxRetired,
 // never keep (the token a grace retry may still present).
 func (f *FSM) evictRetired(g *grant, keep key) {
-	for len(g.spent.retired) > maxRetired {
-		victim := g.spent.retired[0].k
+	sp := g.spent()
+	for len(sp.retired) > maxRetired {
+		victim := sp.retired[0].k
 		if victim == keep {
-			victim = g.spent.retired[1].k
+			victim = sp.retired[1].k
 		}
 		f.dropToken(g, victim)
 	}
@@ -376,9 +382,9 @@ func (f *FSM) evictRetired(g *grant, keep key) {
 // dropToken removes one token of g from the index, the grant's token list
 // and its spent lists. A key that is not g's is left alone.
 func (f *FSM) dropToken(g *grant, k key) {
-	if g.spent != nil {
-		g.spent.retired = removeSpent(g.spent.retired, k)
-		g.spent.orphans = removeSpent(g.spent.orphans, k)
+	if sp := g.spent(); sp != nil {
+		sp.retired = removeSpent(sp.retired, k)
+		sp.orphans = removeSpent(sp.orphans, k)
 	}
 	if r, ok := f.tokens.get(k); !ok || r.grant != g {
 		return
@@ -413,7 +419,7 @@ func (f *FSM) revokeGrant(g *grant) {
 		f.tokens.del(k)
 	}
 	g.tokens = nil
-	g.spent = nil
+	g.chain = nil
 	f.forgetGrant(g)
 }
 
@@ -491,7 +497,7 @@ func (f *FSM) deleteUser(c *DeleteUser) Result {
 	if !ok {
 		return Result{Outcome: NotFound}
 	}
-	return Result{Count: f.revokeAll(f.bySubject[k], userList)}
+	return Result{Count: f.revokeAll(f.userGrants(c.Tenant, c.Username), userList)}
 }
 
 // keepRedeemed is the expiry of a redeemed code that issued tokens: it
@@ -527,11 +533,11 @@ func (f *FSM) purge(now int64) uint64 {
 		}
 		g.tokens = kept
 		if len(kept) == 0 {
-			g.spent = nil
+			g.chain = nil
 			f.forgetGrant(g)
 			continue
 		}
-		if sp := g.spent; sp != nil {
+		if sp := g.spent(); sp != nil {
 			sp.retired = f.keepIndexed(sp.retired)
 			sp.orphans = f.keepIndexed(sp.orphans)
 		}

@@ -131,7 +131,7 @@ func digest(f *FSM) string {
 		}
 		s.mu.RUnlock()
 	}
-	for id, g := range f.grants {
+	for id, g := range grantsOf(f) {
 		toks := make([]string, len(g.tokens))
 		for i, h := range g.tokens {
 			toks[i] = fmt.Sprintf("%x", h[:6])
@@ -142,22 +142,22 @@ func digest(f *FSM) string {
 			code = *g.code
 		}
 		var rot rotation
-		if r := g.rot.Load(); r != nil {
+		if r := g.rot(); r != nil {
 			rot = *r
 		}
 		var sp spent
-		if g.spent != nil {
-			sp = *g.spent
+		if g.spent() != nil {
+			sp = *g.spent()
 		}
 		lines = append(lines, fmt.Sprintf("grant %d id=%d %q %q %q %q %q %q iat=%d cur=%x/%x prev=%x rot=%d revoked=%v tokens=%v retired=%v orphans=%v",
-			id, g.id, g.clientID, g.tenant, g.username, g.scope, code.redirectURI, code.challenge, g.issuedAt,
+			id, g.id, g.clientID, g.tenant(), g.username(), *g.scope, code.redirectURI, code.challenge, g.issuedAt,
 			rot.cur[:6], rot.curAccess[:6], rot.prev[:6], rot.rotatedAt, g.revoked.Load(), toks, spentKeys(sp.retired), spentKeys(sp.orphans)))
 	}
 	for k, head := range f.byClient {
 		lines = append(lines, fmt.Sprintf("byClient %q %v", k, listIDs(head, clientList)))
 	}
 	for k, head := range f.bySubject {
-		lines = append(lines, fmt.Sprintf("bySubject %q/%q %v", k.tenant, k.username, listIDs(head, userList)))
+		lines = append(lines, fmt.Sprintf("bySubject %q/%q %v", k.tenant, k.username, listIDs(head.head, userList)))
 	}
 	f.mu.RLock()
 	for k, c := range f.clients {
@@ -245,7 +245,7 @@ func checkInvariants(t testing.TB, f *FSM) {
 				t.Errorf("token %x in shard %d", h[:4], i)
 			}
 			g := r.grant
-			if g == nil || f.grants[g.id] != g {
+			if g == nil || grantsOf(f)[g.id] != g {
 				t.Errorf("token %x… refers to grant not in the table", h[:4])
 				continue
 			}
@@ -262,7 +262,11 @@ func checkInvariants(t testing.TB, f *FSM) {
 		}
 	}
 	m := 0
-	for id, g := range f.grants {
+	all := grantsOf(f)
+	if got := f.LiveGrants(); got != len(all) {
+		t.Errorf("LiveGrants %d, lists hold %d", got, len(all))
+	}
+	for id, g := range all {
 		checkSpent(t, f, g)
 		m += len(g.tokens)
 		if len(g.tokens) == 0 {
@@ -271,7 +275,7 @@ func checkInvariants(t testing.TB, f *FSM) {
 		if !inList(f.byClient[g.clientID], g, clientList) {
 			t.Errorf("grant %d missing from byClient", id)
 		}
-		if g.username != "" && !inList(f.bySubject[userKey{g.tenant, g.username}], g, userList) {
+		if u := f.bySubject[userKey{g.tenant(), g.username()}]; g.username() != "" && (u == nil || u != g.user || !inList(u.head, g, userList)) {
 			t.Errorf("grant %d missing from bySubject", id)
 		}
 	}
@@ -280,14 +284,17 @@ func checkInvariants(t testing.TB, f *FSM) {
 	}
 	for k, head := range f.byClient {
 		for _, id := range listIDs(head, clientList) {
-			if g := f.grants[id]; g == nil || g.clientID != k {
+			if g := all[id]; g == nil || g.clientID != k {
 				t.Errorf("byClient %q holds grant %d that is forgotten or not its own", k, id)
 			}
 		}
 	}
-	for k, head := range f.bySubject {
-		for _, id := range listIDs(head, userList) {
-			if g := f.grants[id]; g == nil || g.tenant != k.tenant || g.username != k.username {
+	for k, u := range f.bySubject {
+		if u.head == nil || u.tenant != k.tenant || u.username != k.username {
+			t.Errorf("bySubject %v: entry %q/%q, head %v", k, u.tenant, u.username, u.head)
+		}
+		for _, id := range listIDs(u.head, userList) {
+			if g := all[id]; g == nil || g.user != u {
 				t.Errorf("bySubject %v holds grant %d that is forgotten or not its own", k, id)
 			}
 		}
@@ -314,8 +321,8 @@ func checkSpent(t testing.TB, f *FSM, g *grant) {
 	slices.SortFunc(retired, spentKey.compare)
 	slices.SortFunc(orphans, spentKey.compare)
 	var sp spent
-	if g.spent != nil {
-		sp = *g.spent
+	if g.spent() != nil {
+		sp = *g.spent()
 	}
 	if !slices.Equal(sp.retired, retired) || !slices.Equal(sp.orphans, orphans) {
 		t.Errorf("grant %d spent lists %v / %v, records say %v / %v", g.id,
@@ -333,7 +340,7 @@ func TestIssueGrantNeedsClient(t *testing.T) {
 	if r.Outcome != NotFound || r.Index != 1 || f.AppliedIndex() != 1 {
 		t.Fatalf("got %+v, applied %d", r, f.AppliedIndex())
 	}
-	if f.LiveTokens() != 0 || len(f.grants) != 0 {
+	if f.LiveTokens() != 0 || len(grantsOf(f)) != 0 {
 		t.Fatal("state changed")
 	}
 	if _, ok := f.Lookup(p.access, t0); ok {
@@ -958,7 +965,7 @@ func TestPurge(t *testing.T) {
 	if e.present(code) {
 		t.Error("expired code kept")
 	}
-	if _, ok := e.f.grants[cr.GrantID]; ok {
+	if _, ok := grantsOf(e.f)[cr.GrantID]; ok {
 		t.Error("empty code grant kept")
 	}
 	// At t0+30m: g1's and g4's first access tokens and cc's.
@@ -972,7 +979,7 @@ func TestPurge(t *testing.T) {
 	if e.present(g1.access) || e.present(cc.access) || e.present(g4.access) {
 		t.Error("expired access kept")
 	}
-	if _, ok := e.f.grants[ccr.GrantID]; ok {
+	if _, ok := grantsOf(e.f)[ccr.GrantID]; ok {
 		t.Error("grant with no tokens left kept")
 	}
 	for _, id := range listIDs(e.f.byClient["c2"], clientList) {
@@ -990,9 +997,9 @@ func TestPurge(t *testing.T) {
 	e.ok(&c2)
 	// Way later everything is gone.
 	r = e.ok(&Purge{Now: t0 + 100*hour})
-	if e.f.LiveTokens() != 0 || len(e.f.grants) != 0 || len(e.f.byClient) != 0 || len(e.f.bySubject) != 0 {
+	if e.f.LiveTokens() != 0 || len(grantsOf(e.f)) != 0 || len(e.f.byClient) != 0 || len(e.f.bySubject) != 0 {
 		t.Errorf("after final purge (count %d): %d tokens, %d grants, %d/%d index sets",
-			r.Count, e.f.LiveTokens(), len(e.f.grants), len(e.f.byClient), len(e.f.bySubject))
+			r.Count, e.f.LiveTokens(), len(grantsOf(e.f)), len(e.f.byClient), len(e.f.bySubject))
 	}
 	if len(e.f.clients) != 2 || len(e.f.users) != 3 {
 		t.Error("purge touched clients or users")
@@ -1294,4 +1301,11 @@ func TestResultScope(t *testing.T) {
 	if err != nil || got != r {
 		t.Errorf("forwarded %+v: %+v %v", r, got, err)
 	}
+}
+
+// grantsOf maps every grant of f by id.
+func grantsOf(f *FSM) map[uint64]*grant {
+	m := map[uint64]*grant{}
+	f.eachGrant(func(g *grant) { m[g.id] = g })
+	return m
 }

@@ -1,56 +1,94 @@
 package fsm
 
-// A grant is indexed by id, and linked into its client's and its user's
-// list (doubly linked through the grant's own links, so unlinking is O(1))
-// for bulk revocation.
+// A grant is linked into its client's and its user's list (doubly linked
+// through the grant's own links, so unlinking is O(1)) for bulk revocation.
+// There is no table by id: the client lists reach every grant, and only a
+// restore needs ids, for a moment.
 
-// indexGrant records g under its id, its client and its user.
+// indexGrant links g into its client's and its user's lists.
 func (f *FSM) indexGrant(g *grant) {
-	f.grants[g.id] = g
-	f.nGrants.Store(int64(len(f.grants)))
-	pushGrant(f.byClient, g.clientID, g, clientList)
-	if g.username != "" {
-		pushGrant(f.bySubject, userKey{g.tenant, g.username}, g, userList)
+	f.nGrants.Add(1)
+	head := f.byClient[g.clientID]
+	g.clientLink = link{next: head}
+	if head != nil {
+		head.clientLink.prev = g
 	}
+	f.byClient[g.clientID] = g
+	if u := g.user; u != nil && u.username != "" {
+		g.userLink = link{next: u.head}
+		if u.head != nil {
+			u.head.userLink.prev = g
+		}
+		u.head = g
+	}
+}
+
+// subjectFor returns the user entry of tenant/username, created if new:
+// nil for neither, and a private entry (in no list) for a tenant without
+// a user, which a command may name.
+func (f *FSM) subjectFor(tenant, username string) *subject {
+	switch {
+	case username == "" && tenant == "":
+		return nil
+	case username == "":
+		return &subject{tenant: f.intern(tenant)}
+	}
+	k := userKey{tenant, username}
+	u := f.bySubject[k]
+	if u == nil {
+		u = &subject{tenant: f.intern(tenant), username: username}
+		f.bySubject[userKey{u.tenant, u.username}] = u
+	}
+	return u
+}
+
+// userGrants is the head of a user's grant list, nil if none.
+func (f *FSM) userGrants(tenant, username string) *grant {
+	if u := f.bySubject[userKey{tenant, username}]; u != nil {
+		return u.head
+	}
+	return nil
 }
 
 // clientList and userList pick which of a grant's links a list uses.
 func clientList(g *grant) *link { return &g.clientLink }
 func userList(g *grant) *link   { return &g.userLink }
 
-// pushGrant puts g at the head of the list heads[k].
-func pushGrant[K comparable](heads map[K]*grant, k K, g *grant, l func(*grant) *link) {
-	head := heads[k]
-	*l(g) = link{next: head}
-	if head != nil {
-		l(head).prev = g
-	}
-	heads[k] = g
-}
-
-// unlinkGrant takes g out of the list heads[k].
-func unlinkGrant[K comparable](heads map[K]*grant, k K, g *grant, l func(*grant) *link) {
+// unlink takes g out of the list whose head is *head, reporting whether
+// the list is empty now.
+func unlink(head **grant, g *grant, l func(*grant) *link) bool {
 	gl := l(g)
-	switch {
-	case gl.prev != nil:
+	if gl.prev != nil {
 		l(gl.prev).next = gl.next
-	case gl.next != nil:
-		heads[k] = gl.next
-	default:
-		delete(heads, k)
+	} else {
+		*head = gl.next
 	}
 	if gl.next != nil {
 		l(gl.next).prev = gl.prev
 	}
 	*gl = link{}
+	return *head == nil
 }
 
 func (f *FSM) forgetGrant(g *grant) {
-	delete(f.grants, g.id)
-	f.nGrants.Store(int64(len(f.grants)))
-	unlinkGrant(f.byClient, g.clientID, g, clientList)
-	if g.username != "" {
-		unlinkGrant(f.bySubject, userKey{g.tenant, g.username}, g, userList)
+	f.nGrants.Add(-1)
+	head := f.byClient[g.clientID]
+	if unlink(&head, g, clientList) {
+		delete(f.byClient, g.clientID)
+	} else {
+		f.byClient[g.clientID] = head
+	}
+	if u := g.user; u != nil && u.username != "" && unlink(&u.head, g, userList) {
+		delete(f.bySubject, userKey{u.tenant, u.username})
+	}
+}
+
+// eachGrant calls fn for every grant (the apply goroutine only).
+func (f *FSM) eachGrant(fn func(*grant)) {
+	for _, head := range f.byClient {
+		for g := head; g != nil; g = g.clientLink.next {
+			fn(g)
+		}
 	}
 }
 

@@ -30,7 +30,7 @@ func (r *record) scopeOf() string {
 	if r.scope != nil {
 		return *r.scope
 	}
-	return r.grant.scope
+	return *r.grant.scope
 }
 
 type recState uint8
@@ -47,28 +47,83 @@ const (
 	stateOrphaned
 )
 
-// grant is one authorization. Everything a reader or a snapshot touches is
-// either immutable after creation or atomic: revoked is a flag readers
-// check, and rot is replaced (never modified) on each rotation, so a
-// snapshot can hold the pointer it saw. tokens belongs to the apply
-// goroutine alone. State that only some grants need (a code binding, a
-// refresh chain) hangs off pointers so the common grant stays small.
+// grant is one authorization. Everything a reader touches is immutable
+// after creation or atomic: revoked is a flag readers check. A snapshot
+// reads the immutable fields, and copies the rotation pointer (replaced,
+// never modified, on each rotation) when it is taken. The rest belongs to
+// the apply goroutine alone. State that only some grants need (a code
+// binding, a refresh chain) hangs off pointers, and strings that many
+// grants share are shared pointers, so the common grant fits Go's 128-byte
+// size class (doc.go, "Memory layout").
 type grant struct {
-	id                                uint64
-	clientID, tenant, username, scope string
-	issuedAt                          int64
-	code                              *codeBinding // nil unless issued with a code
-	revoked                           atomic.Bool
-	snapMark                          atomic.Uint32            // snapshot.go: WriteTo's marks
-	rot                               atomic.Pointer[rotation] // nil until the first refresh
+	id       uint64
+	clientID string
+	user     *subject // nil for a client_credentials grant
+	scope    *string  // interned (FSM.internScope)
+	issuedAt int64
+	code     *codeBinding // nil unless issued with a code
+	revoked  atomic.Bool
+	snapMark atomic.Uint32 // snapshot.go: WriteTo's marks
 
 	// Apply goroutine only:
+	chain  *chain // nil until the first refresh
 	tokens []key  // every token of the grant still in the index
-	spent  *spent // nil until the first refresh
 	// Links in the lists of the client's and the user's grants (bulk
 	// revocation). Intrusive lists cost two pointers per grant where a
 	// set per user cost a whole small map.
 	clientLink, userLink link
+}
+
+// subject is one user: the strings all the user's grants share, and the
+// head of the list of those grants.
+type subject struct {
+	tenant, username string
+	head             *grant
+}
+
+func (g *grant) tenant() string {
+	if g.user == nil {
+		return ""
+	}
+	return g.user.tenant
+}
+
+func (g *grant) username() string {
+	if g.user == nil {
+		return ""
+	}
+	return g.user.username
+}
+
+// chain is a grant's refresh state after its first refresh.
+type chain struct {
+	rot   *rotation // replaced, never modified: a snapshot keeps the one it saw
+	spent spent
+}
+
+// rot is the grant's current rotation, nil before the first refresh.
+func (g *grant) rot() *rotation {
+	if g.chain == nil {
+		return nil
+	}
+	return g.chain.rot
+}
+
+// spent is the grant's superseded refresh tokens, nil before the first
+// refresh.
+func (g *grant) spent() *spent {
+	if g.chain == nil {
+		return nil
+	}
+	return &g.chain.spent
+}
+
+// setRot records the grant's new rotation.
+func (g *grant) setRot(r *rotation) {
+	if g.chain == nil {
+		g.chain = &chain{}
+	}
+	g.chain.rot = r
 }
 
 type link struct{ prev, next *grant }

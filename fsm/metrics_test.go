@@ -9,7 +9,7 @@ import (
 // tables) with the tables themselves.
 func checkCounts(t *testing.T, f *FSM, when string) {
 	t.Helper()
-	if got, want := f.LiveGrants(), len(f.grants); got != want {
+	if got, want := f.LiveGrants(), len(grantsOf(f)); got != want {
 		t.Fatalf("%s: LiveGrants %d, grants table holds %d", when, got, want)
 	}
 	if got, want := f.ClientCount(), len(f.Clients()); got != want {

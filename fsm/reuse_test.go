@@ -39,7 +39,7 @@ func TestRotateGraceRetryByThiefThenClientRevokes(t *testing.T) {
 	// The thief's refresh token no longer refreshes.
 	more := e.rotate(thief.refresh, "c1", "", now, 10*sec, tokensFor("thief2"))
 	e.expectNoChange(&more, NotFound)
-	if _, ok := e.f.grants[r0.GrantID]; ok {
+	if _, ok := grantsOf(e.f)[r0.GrantID]; ok {
 		t.Error("revoked grant kept")
 	}
 	checkInvariants(t, e.f)
@@ -118,7 +118,7 @@ func TestRotateGraceRetriesBounded(t *testing.T) {
 		}
 		e.ok(retryWith(p0.refresh, t0+sec+int64(i), grace, exp, tokensFor(fmt.Sprint("s", i))))
 	}
-	if n := len(e.f.grants[e.grantOf(p0.access)].spent.orphans); n != maxOrphans {
+	if n := len(grantsOf(e.f)[e.grantOf(p0.access)].spent().orphans); n != maxOrphans {
 		t.Fatalf("%d orphans, want %d", n, maxOrphans)
 	}
 	checkInvariants(t, e.f)
@@ -131,8 +131,8 @@ func TestRotateGraceRetriesBounded(t *testing.T) {
 	e.ok(retryWith(last.refresh, later, grace, later+refresL, tokensFor("q2")))
 	e.wantValid(later, tokensFor("q2").refresh)
 	e.ok(&Purge{Now: later})
-	g := e.f.grants[e.grantOf(tokensFor("q2").access)]
-	if n := len(g.spent.orphans); n != 1 {
+	g := grantsOf(e.f)[e.grantOf(tokensFor("q2").access)]
+	if n := len(g.spent().orphans); n != 1 {
 		t.Errorf("after the purge the grant holds %d orphans, want 1 (q)", n)
 	}
 	checkInvariants(t, e.f)
@@ -164,9 +164,9 @@ func TestRotateRetiredBounded(t *testing.T) {
 		chain = append(chain, next)
 		checkInvariants(t, e.f)
 	}
-	g := e.f.grants[e.grantOf(p.access)]
-	if len(g.spent.retired) != maxRetired {
-		t.Fatalf("%d retired kept, want %d", len(g.spent.retired), maxRetired)
+	g := grantsOf(e.f)[e.grantOf(p.access)]
+	if len(g.spent().retired) != maxRetired {
+		t.Fatalf("%d retired kept, want %d", len(g.spent().retired), maxRetired)
 	}
 	now := t0 + (n+1)*sec
 	for i := 0; i < n-maxRetired; i++ {
@@ -331,7 +331,7 @@ func TestRedeemedCodeKeptWhileGrantLives(t *testing.T) {
 	if e.present(code2) || e.present(q.refresh) {
 		t.Error("redeemed code or refresh token kept after the grant's last token expired")
 	}
-	if _, ok := e.f.grants[ir2.GrantID]; ok {
+	if _, ok := grantsOf(e.f)[ir2.GrantID]; ok {
 		t.Error("grant with only a redeemed code left kept")
 	}
 	if r.Count != 2 {

@@ -96,11 +96,11 @@ func (f *FSM) Snapshot() *Snapshot {
 		t.shared.Add(1)
 		s.tables[i] = t
 	}
-	for _, g := range f.grants {
-		if r := g.rot.Load(); r != nil {
+	f.eachGrant(func(g *grant) {
+		if r := g.rot(); r != nil {
 			s.rots[g] = r
 		}
-	}
+	})
 	return s
 }
 
@@ -233,9 +233,9 @@ func (s *Snapshot) writeGrants(sw *snapshotWriter) error {
 func (s *Snapshot) writeGrant(e *encoder, g *grant) {
 	e.uvarint(g.id)
 	e.string(g.clientID)
-	e.string(g.tenant)
-	e.string(g.username)
-	e.string(g.scope)
+	e.string(g.tenant())
+	e.string(g.username())
+	e.string(*g.scope)
 	e.varint(g.issuedAt)
 	e.bool(g.code != nil)
 	if g.code != nil {
@@ -306,8 +306,8 @@ func (f *FSM) Restore(r io.Reader) error {
 	f.mu.Lock()
 	f.clients, f.users, f.counters = fresh.clients, fresh.users, fresh.counters
 	f.mu.Unlock()
-	f.grants, f.byClient, f.bySubject, f.interned = fresh.grants, fresh.byClient, fresh.bySubject, fresh.interned
-	f.nGrants.Store(int64(len(f.grants)))
+	f.byClient, f.bySubject, f.interned, f.scopes = fresh.byClient, fresh.bySubject, fresh.interned, fresh.scopes
+	f.nGrants.Store(fresh.nGrants.Load())
 	for i := range f.tokens.shards {
 		s := &f.tokens.shards[i]
 		s.mu.Lock()
@@ -334,25 +334,27 @@ func (f *FSM) readSnapshot(r io.Reader) (uint64, error) {
 	}
 	applied := d.uvarint()
 	f.readTables(d, version)
-	if err := f.readGrants(d); err != nil {
+	// Tokens name their grant by id; only here is a grant looked up so.
+	byID := make(map[uint64]*grant)
+	if err := f.readGrants(d, byID); err != nil {
 		return 0, err
 	}
-	if err := f.readTokens(d); err != nil {
+	if err := f.readTokens(d, byID); err != nil {
 		return 0, err
 	}
 	// The writer finds grants through their tokens, so an image never holds
 	// a grant without one; a crafted image that does would restore a grant
 	// that the next snapshot silently drops, and replicas would differ.
 	if d.err == nil {
-		for id, g := range f.grants {
+		for id, g := range byID {
 			if len(g.tokens) == 0 {
 				return 0, fmt.Errorf("grant %d holds no token", id)
 			}
 		}
 	}
 	// The spent lists are not in the image: they follow from the records.
-	for _, g := range f.grants {
-		if sp := g.spent; sp != nil {
+	for _, g := range byID {
+		if sp := g.spent(); sp != nil {
 			slices.SortFunc(sp.retired, spentKey.compare)
 			slices.SortFunc(sp.orphans, spentKey.compare)
 		}
@@ -384,21 +386,27 @@ func (f *FSM) readTables(d *decoder, version byte) {
 }
 
 // readGrants reads the grants section and indexes each grant.
-func (f *FSM) readGrants(d *decoder) error {
+func (f *FSM) readGrants(d *decoder, byID map[uint64]*grant) error {
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
 		g := &grant{id: d.uvarint()}
-		g.clientID, g.tenant, g.username = f.intern(d.string()), f.intern(d.string()), f.intern(d.string())
-		g.scope = f.intern(d.string())
+		g.clientID = f.intern(d.string())
+		tenant, username := d.string(), d.string()
+		g.scope = f.internScope(d.string())
 		g.issuedAt = d.varint()
 		if d.bool() {
 			g.code = &codeBinding{redirectURI: d.string(), challenge: d.string()}
 		}
 		if d.bool() {
-			g.rot.Store(&rotation{cur: d.key(), curAccess: d.key(), prev: d.key(), rotatedAt: d.varint()})
+			g.setRot(&rotation{cur: d.key(), curAccess: d.key(), prev: d.key(), rotatedAt: d.varint()})
 		}
-		if d.err == nil && f.grants[g.id] != nil {
+		if d.err != nil {
+			break
+		}
+		if byID[g.id] != nil {
 			return fmt.Errorf("grant %d appears twice", g.id)
 		}
+		g.user = f.subjectFor(tenant, username)
+		byID[g.id] = g
 		f.indexGrant(g)
 	}
 	return nil
@@ -406,10 +414,10 @@ func (f *FSM) readGrants(d *decoder) error {
 
 // readTokens reads the tokens section into the index and the grants'
 // token and spent lists.
-func (f *FSM) readTokens(d *decoder) error {
+func (f *FSM) readTokens(d *decoder, byID map[uint64]*grant) error {
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
 		k := d.key()
-		g := f.grants[d.uvarint()]
+		g := byID[d.uvarint()]
 		rec := record{grant: g, kind: Kind(d.byte()), state: recState(d.byte())}
 		if d.bool() {
 			rec.scope = f.internScope(d.string())
@@ -431,14 +439,15 @@ func (f *FSM) readTokens(d *decoder) error {
 		t.put(k, rec)
 		g.tokens = append(g.tokens, k)
 		if rec.kind == KindRefresh && (rec.state == stateRotated || rec.state == stateOrphaned) {
-			if g.spent == nil {
-				g.spent = &spent{}
+			if g.chain == nil {
+				g.chain = &chain{}
 			}
+			sp := &g.chain.spent
 			sk := spentKey{k, rec.issuedAt, rec.expiresAt}
 			if rec.state == stateRotated {
-				g.spent.retired = append(g.spent.retired, sk)
+				sp.retired = append(sp.retired, sk)
 			} else {
-				g.spent.orphans = append(g.spent.orphans, sk)
+				sp.orphans = append(sp.orphans, sk)
 			}
 		}
 	}

@@ -29,10 +29,10 @@ func (f *FSM) Stats(now int64) Stats {
 	f.mu.RLock()
 	s.Clients, s.Users = len(f.clients), len(f.users)
 	f.mu.RUnlock()
-	s.Grants = len(f.grants)
-	for id := range f.grants {
-		s.MaxGrantID = max(s.MaxGrantID, id)
-	}
+	f.eachGrant(func(g *grant) {
+		s.Grants++
+		s.MaxGrantID = max(s.MaxGrantID, g.id)
+	})
 	f.tokens.each(func(_ key, r record) bool {
 		s.Tokens++
 		// lookupKey's test, on the record in hand.

@@ -5,6 +5,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // TestTableMatchesMap drives a table and a map with the same random puts
@@ -156,5 +157,17 @@ func TestSnapshotWhileApplying(t *testing.T) {
 		if n := f.tokens.shards[i].t.shared.Load(); n != 0 {
 			t.Fatalf("shard %d still shared by %d after Release", i, n)
 		}
+	}
+}
+
+// TestLayoutSizes guards the sizes the memory budget rests on (doc.go,
+// "Memory layout"): a slot is 40 bytes and a grant fits the 128-byte size
+// class.
+func TestLayoutSizes(t *testing.T) {
+	if n := unsafe.Sizeof(slot{}); n != 40 {
+		t.Errorf("slot is %d bytes, want 40", n)
+	}
+	if n := unsafe.Sizeof(grant{}); n > 128 {
+		t.Errorf("grant is %d bytes, want at most 128", n)
 	}
 }
