@@ -23,9 +23,12 @@ func (s *Server) authenticateClient(r *http.Request, f form) (*fsm.Client, error
 		// being put in the Basic header.
 		id, secret = decodeBasic(id), decodeBasic(secret)
 		// The same limits as in the body (form.go), so the header is no
-		// way around them.
-		if err := checkFieldLimits(url.Values{"client_id": {id}, "client_secret": {secret}}); err != nil {
-			return nil, err
+		// way around them. The comparison comes first so that only an
+		// oversize header pays for building the error.
+		if len(id) > basicIDLimit || len(secret) > basicSecretLimit {
+			if err := checkFieldLimits(url.Values{"client_id": {id}, "client_secret": {secret}}); err != nil {
+				return nil, err
+			}
 		}
 	} else {
 		id, secret = f.get("client_id"), f.get("client_secret")
@@ -53,6 +56,12 @@ func (s *Server) authenticateClient(r *http.Request, f form) (*fsm.Client, error
 	}
 	return c, nil
 }
+
+// The body's limits on client_id and client_secret, for Basic credentials.
+var (
+	basicIDLimit     = fieldLimits["client_id"]
+	basicSecretLimit = fieldLimits["client_secret"]
+)
 
 func decodeBasic(s string) string {
 	if !strings.ContainsAny(s, "%+") {

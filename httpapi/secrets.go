@@ -20,7 +20,12 @@ const (
 
 var tokenEncoding = base64.NewEncoding("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-~").WithPadding(base64.NoPadding)
 
-// newSecret returns prefix + 43 characters carrying 256 random bits.
+// maxPrefix bounds the prefixes newSecret builds on the stack; every
+// prefix above is 5 bytes.
+const maxPrefix = 8
+
+// newSecret returns prefix + 43 characters carrying 256 random bits, in one
+// allocation (it runs for every token issued).
 func newSecret(prefix string) string {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -28,7 +33,13 @@ func newSecret(prefix string) string {
 		// crashes the program itself if it would).
 		panic(err)
 	}
-	return prefix + tokenEncoding.EncodeToString(b[:])
+	if len(prefix) > maxPrefix {
+		return prefix + tokenEncoding.EncodeToString(b[:])
+	}
+	var out [maxPrefix + 43]byte
+	n := copy(out[:], prefix)
+	tokenEncoding.Encode(out[n:], b[:])
+	return string(out[:n+tokenEncoding.EncodedLen(len(b))])
 }
 
 // newClientID returns a 128-bit random client id in hex: 32 characters

@@ -9,18 +9,6 @@ import (
 	"github.com/tokend/tokend/fsm"
 )
 
-// tokenResponse is the RFC 6749 §5.1 success body plus the Martini guide's
-// token_issued_counter and last_token_issued_date.
-type tokenResponse struct {
-	AccessToken  string `json:"access_token"`
-	TokenType    string `json:"token_type"`
-	ExpiresIn    int64  `json:"expires_in"`
-	RefreshToken string `json:"refresh_token,omitempty"`
-	Scope        string `json:"scope,omitempty"`
-	IssuedCount  uint64 `json:"token_issued_counter"`
-	LastIssued   string `json:"last_token_issued_date"`
-}
-
 // issued holds raw tokens minted for one response and their hashes for the
 // command. Raw values never leave this struct except into the response.
 type issued struct {
@@ -42,17 +30,31 @@ func (s *Server) mint(withRefresh bool) issued {
 }
 
 func (s *Server) writeTokens(w http.ResponseWriter, t issued, scope string, res fsm.Result) {
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Pragma", "no-cache")
-	writeJSON(w, http.StatusOK, tokenResponse{
-		AccessToken:  t.access,
-		TokenType:    "bearer",
-		ExpiresIn:    int64(s.cfg.AccessTTL / time.Second),
-		RefreshToken: t.refresh,
-		Scope:        scope,
-		IssuedCount:  res.IssuedCount,
-		LastIssued:   t.now.UTC().Format(time.RFC3339),
-	})
+	h := w.Header()
+	h["Cache-Control"] = headerNoStore
+	h["Pragma"] = headerNoCache
+	buf := bodyPool.Get().(*[]byte)
+	*buf = appendTokenResponse(*buf, t.access, t.refresh, scope, int64(s.cfg.AccessTTL/time.Second), res.IssuedCount, t.now)
+	writeBody(w, http.StatusOK, buf)
+}
+
+// appendTokenResponse appends the token endpoint's success body: RFC 6749
+// §5.1 plus the Martini guide's token_issued_counter and
+// last_token_issued_date (issued, in UTC, as RFC 3339). The bytes are what
+// encoding/json writes for the tokenResponse struct in jsonbody_test.go,
+// which holds the appender to it.
+func appendTokenResponse(b []byte, access, refresh, scope string, expiresIn int64, count uint64, issued time.Time) []byte {
+	o := jsonObject{b: append(b, '{')}
+	o.str("access_token", access)
+	o.str("token_type", "bearer")
+	o.int("expires_in", expiresIn)
+	o.strOmit("refresh_token", refresh)
+	o.strOmit("scope", scope)
+	o.uint("token_issued_counter", count)
+	o.key("last_token_issued_date")
+	o.b = append(o.b, '"')
+	o.b = issued.UTC().AppendFormat(o.b, time.RFC3339)
+	return append(o.b, '"', '}', '\n')
 }
 
 // token serves POST /token (RFC 6749 §3.2).
