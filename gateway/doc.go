@@ -50,9 +50,10 @@
 //     with route="/validate"), so dashboards see both listeners as one.
 //   - A valid token costs no allocation in this package: header values
 //     are appended into a stack buffer and copied by fasthttp.
-//   - Bounded: header bytes (ReadBufferSize, as net/http's MaxHeaderBytes
-//     on the main port), body bytes, read/write/idle timeouts and
-//     concurrent connections are all capped; Shutdown drains with the rest
-//     of tokend serve.
+//   - Bounded: header bytes (16 KiB, where the main port allows 64 KiB:
+//     fasthttp holds a buffer that size per connection; more is answered
+//     431), body bytes, read/write/idle timeouts and concurrent
+//     connections are all capped; Shutdown drains with the rest of
+//     tokend serve.
 //   - No HSTS header: browsers never talk to this port.
 package gateway

@@ -58,14 +58,14 @@ func (errNoLease) RetryAfter() time.Duration { return 2 * time.Second }
 // env is one API served twice: by net/http (main) and by the gateway
 // (fast), over the same state and the same metrics registry.
 type env struct {
-	t          *testing.T
+	t          testing.TB
 	main, fast string
 	rep        *replicator
 	reg        *prometheus.Registry
 	gw         *gateway.Server
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	f := fsm.New()
 	e := &env{t: t, rep: &replicator{f: f}, reg: prometheus.NewRegistry()}
@@ -322,5 +322,41 @@ func TestFastValidateAllocatesNothing(t *testing.T) {
 	}
 	if allocs != 0 {
 		t.Errorf("%v allocations per valid request, want 0", allocs)
+	}
+}
+
+// BenchmarkFastValidate is the fast listener's handler for one valid
+// token, without the network: what package gateway and httpapi's
+// Validator cost per request.
+func BenchmarkFastValidate(b *testing.B) {
+	e := newEnv(b)
+	user, _, _ := e.seed()
+	var req fasthttp.Request
+	req.SetRequestURI("/validate")
+	req.Header.Set("Authorization", "Bearer "+user)
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, nil, nil)
+	h := e.gw.Handler()
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx.Response.Reset()
+		h(&ctx)
+	}
+	if ctx.Response.StatusCode() != 200 {
+		b.Fatal(ctx.Response.StatusCode())
+	}
+}
+
+// A header block over the fast listener's bound is refused, not read.
+func TestFastListenerBoundsHeaders(t *testing.T) {
+	e := newEnv(t)
+	user, _, _ := e.seed()
+	big := map[string]string{"Authorization": "Bearer " + user, "Cookie": "c=" + strings.Repeat("x", 20<<10)}
+	if a := e.do("GET", e.fast+"/validate", big, ""); a.status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("20 KiB of headers: %d, want 431", a.status)
+	}
+	small := map[string]string{"Authorization": "Bearer " + user, "Cookie": "c=" + strings.Repeat("x", 8<<10)}
+	if a := e.do("GET", e.fast+"/validate", small, ""); a.status != http.StatusOK {
+		t.Errorf("8 KiB of headers: %d, want 200", a.status)
 	}
 }

@@ -16,11 +16,16 @@ import (
 	"github.com/tokend/tokend/httpapi"
 )
 
-// The listener's bounds. Header bytes match the main listener's
-// MaxHeaderBytes (nginx's auth_request forwards the client's headers,
-// cookies included); /validate has no body, so a small one suffices.
+// The listener's bounds. fasthttp reads a request's header block into one
+// buffer of maxHeaderBytes, held for as long as the connection is being
+// served, so it is a quarter of the main listener's MaxHeaderBytes (64
+// KiB): roomy for what nginx's auth_request forwards (the client's
+// headers, cookies included; nginx's own default limit is 4 lines of 8
+// KiB), and 256 MiB at most over maxConcurrency connections instead of
+// 1 GiB. A larger header block is answered 431. /validate has no body,
+// so a small one suffices.
 const (
-	maxHeaderBytes  = 64 << 10
+	maxHeaderBytes  = 16 << 10
 	maxBodyBytes    = 4 << 10
 	readTimeout     = 15 * time.Second
 	writeTimeout    = 30 * time.Second
@@ -43,8 +48,11 @@ type Config struct {
 type Server struct {
 	v        *httpapi.Validator
 	fallback fasthttp.RequestHandler
-	log      *slog.Logger
-	srv      *fasthttp.Server
+	// names are httpapi.ValidHeaderNames, already canonical, as bytes:
+	// SetCanonical skips the normalising copy SetBytesV makes.
+	names [][]byte
+	log   *slog.Logger
+	srv   *fasthttp.Server
 }
 
 // New builds a Server; it serves nothing until Serve.
@@ -59,6 +67,9 @@ func New(cfg Config) (*Server, error) {
 		v:        cfg.Validator,
 		fallback: fasthttpadaptor.NewFastHTTPHandler(cfg.Fallback),
 		log:      cfg.Logger,
+	}
+	for _, n := range httpapi.ValidHeaderNames() {
+		s.names = append(s.names, []byte(n))
 	}
 	s.srv = &fasthttp.Server{
 		Handler:            s.serve,
@@ -127,8 +138,8 @@ func (s *Server) validate(ctx *fasthttp.RequestCtx) {
 	switch a.Status {
 	case http.StatusOK:
 		var scratch [validateScratch]byte
-		for i, name := range httpapi.ValidHeaderNames() {
-			h.SetBytesV(name, a.AppendHeader(scratch[:0], i))
+		for i, name := range s.names {
+			h.SetCanonical(name, a.AppendHeader(scratch[:0], i))
 		}
 	case http.StatusServiceUnavailable:
 		s.writeError(ctx, a.Err)
