@@ -13,6 +13,7 @@ const usageHead = `tokend-bench: load generator and benchmark for tokend.
 Usage:
   tokend-bench [flags] [SCENARIO] [flags]
   tokend-bench suite [--out BENCHMARKS.md] [--quick]   the standard suite (make bench)
+  tokend-bench calibrate [--connections 64,256]        wrk vs this tool on the bare baseline
 
 It seeds its own OAuth client, users and a pool of pre-issued tokens through
 the admin API, runs one scenario for --warmup plus --duration, then prints a

@@ -25,6 +25,8 @@
 //   - bench.go: Run, which wires the above together.
 //   - suite.go: the standard suite behind make bench, rewriting the generated
 //     section of BENCHMARKS.md.
+//   - calibrate.go, calibrate_cli.go: tokend-bench calibrate, wrk against
+//     this client on the bare baseline (is the load tool the bottleneck?).
 //
 // # Measurement
 //

@@ -91,7 +91,10 @@ type SuiteResult struct {
 	LoadStart string        `json:"loadavg_start"`
 	LoadEnd   string        `json:"loadavg_end"`
 	Quick     bool          `json:"quick"`
-	Rows      []SuiteRow    `json:"rows"`
+	// Calibration compares tokend-bench's client with wrk on the bare
+	// baseline before the scenarios run; nil if it could not run.
+	Calibration *Calibration `json:"calibration,omitempty"`
+	Rows        []SuiteRow   `json:"rows"`
 }
 
 const (
@@ -187,6 +190,7 @@ func RunSuite(ctx context.Context, opts SuiteOptions) (*SuiteResult, error) {
 		Machine: machine(), OS: osDescription(), LoadStart: loadAvg(), Quick: opts.Quick,
 	}
 	t0 := time.Now()
+	res.Calibration = suiteCalibration(ctx, opts, stdout, stderr)
 	issueRate := map[int]float64{}
 	for _, st := range suitePlan(opts.Quick) {
 		if ctx.Err() != nil {
@@ -226,6 +230,26 @@ func RunSuite(ctx context.Context, opts SuiteOptions) (*SuiteResult, error) {
 		fmt.Fprintf(stdout, "\nsuite finished in %s\n", res.Elapsed)
 	}
 	return res, nil
+}
+
+// suiteCalibration runs the load tool calibration (calibrate.go) at the
+// suite's connection counts; a failure is reported and the suite goes on.
+func suiteCalibration(ctx context.Context, opts SuiteOptions, stdout, stderr io.Writer) *Calibration {
+	o := CalibrateOptions{
+		Connections: []int{64, 256}, Warmup: time.Second, Duration: 2 * time.Second, Rounds: 2,
+		Self: opts.Self, Stderr: stderr,
+	}
+	if opts.Quick {
+		o.Connections, o.Warmup, o.Duration, o.Rounds = []int{8}, 0, time.Second, 1
+	}
+	fmt.Fprintf(stderr, "\n== suite: calibration, wrk and tokend-bench on the bare baseline at %v connections\n", o.Connections)
+	cal, err := Calibrate(ctx, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "suite: calibration failed: %v\n", err)
+		return nil
+	}
+	_ = cal.WriteTable(stdout)
+	return cal
 }
 
 // runSuiteStep spawns the nodes itself (so their /metrics can be read
@@ -379,6 +403,7 @@ func RenderSuite(r *SuiteResult) string {
 		renderSuiteNodes(&b, rows)
 		renderSuiteCommands(&b, rows)
 	}
+	renderSuiteCalibration(&b, r.Calibration)
 	return b.String()
 }
 
@@ -557,7 +582,9 @@ func UpdateSuiteFile(path, section string) error {
 
 const suiteUsage = `Usage: tokend-bench suite [--out FILE] [--quick] [--tokend PATH]
 
-Runs the standard suite, each scenario on freshly spawned local nodes:
+Runs the load tool calibration (tokend-bench calibrate at 64 and 256
+connections, wrk against tokend-bench on the bare baseline), then the
+standard suite, each scenario on freshly spawned local nodes:
 single node: validate (with --compare-baseline), introspect, issue-cc,
 revoke; three nodes: validate, issue-cc, revoke, visibility. It takes about
 two minutes on two cores. The results replace the text between

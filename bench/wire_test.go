@@ -283,3 +283,91 @@ func TestWireClientRefusesNonLoopback(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// fixedServer answers every request on every connection with the same
+// bytes, reading requests without parsing them (GET, no body): about the
+// cheapest server there is, so a benchmark against it measures the client.
+func fixedServer(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	answer := []byte("HTTP/1.1 200 OK\r\nCache-Control: no-store\r\nX-Token-Subject: c_xxxxxxxxxxxxxxxxxxxxxx\r\nContent-Length: 0\r\n\r\n")
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer nc.Close()
+				br := bufio.NewReader(nc)
+				for {
+					for {
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) <= 2 {
+							break
+						}
+					}
+					if _, err := nc.Write(answer); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// BenchmarkClients compares the CPU cost per /validate request of the wire
+// client with the net/http client it replaced; run with -cpuprofile to see
+// where each spends it.
+func BenchmarkClients(b *testing.B) {
+	n := newNode(fixedServer(b))
+	b.Run("wire", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			c := newWireClient(context.Background(), 5*time.Second)
+			defer c.close()
+			req := validateRequest(n, "at_0123456789abcdef0123456789abcdef")
+			for pb.Next() {
+				if r, err := c.do(&req, false); err != nil || r.Status != 200 {
+					b.Fatal(r.Status, err)
+				}
+			}
+		})
+	})
+	b.Run("net-http", func(b *testing.B) {
+		b.ReportAllocs()
+		hc := newHTTPClient(64, 5*time.Second)
+		defer hc.CloseIdleConnections()
+		b.SetParallelism(32)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				req := newValidateReq(context.Background(), n, "at_0123456789abcdef0123456789abcdef")
+				if r, err := do(hc, req, false); err != nil || r.Status != 200 {
+					b.Fatal(r.Status, err)
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkRunLoadValidate is the whole closed loop (scheduling, the wire
+// client, recording) at 256 workers against fixedServer; ns/op is wall
+// time per request on this machine, -cpuprofile shows the split.
+func BenchmarkRunLoadValidate(b *testing.B) {
+	e := &env{nodes: []node{newNode(fixedServer(b))}, timeout: 5 * time.Second, pool: newTokenPool([]string{"a", "b", "c"}, 0)}
+	spec := loadSpec{Concurrency: 256, Duration: time.Hour, MaxRequests: int64(b.N), Interval: time.Second, Seed: 1}
+	b.ResetTimer()
+	out := runLoad(context.Background(), spec, newScenario(ScenarioValidate, e, nil), nil)
+	b.StopTimer()
+	if got := out.Total.count(); got != int64(b.N) || out.Total.errorCount() != 0 {
+		b.Fatalf("%d requests (%d errors), want %d", got, out.Total.errorCount(), b.N)
+	}
+}
