@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,18 +30,10 @@ type leaderState struct {
 	// because every validation on the leader checks it.
 	ready atomic.Bool
 
-	mu sync.Mutex
-	// floor is the highest index acknowledged to a client (or the
-	// barrier's index); a lease is granted only to a node that has
-	// applied at least this much.
-	floor   uint64
-	holders map[string]*holder
-	changed notifier // broadcast on every holder report and on ready
-}
-
-type holder struct {
-	applied uint64
-	expires time.Time // leader's view, counted from the answer
+	// leases decides grants and acknowledgements (lease.go); timer is its
+	// one expiry timer.
+	leases *leaseTable
+	timer  *time.Timer
 }
 
 func (ls *leaderState) isReady() bool { return ls.ready.Load() }
@@ -108,14 +99,20 @@ func (n *Node) becomeLeader() {
 		term:     n.raft.CurrentTerm(),
 		cancel:   cancel,
 		officeAt: now,
-		writesAt: now,
-		holders:  make(map[string]*holder),
 	}
+	writesAt := n.sinceStart()
 	if len(n.cfg.ClusterKey) > 0 {
 		// Without a cluster key nobody can ever hold a lease, so there is
 		// nothing to wait out.
-		ls.writesAt = now.Add(officeWait)
+		writesAt += int64(officeWait)
 	}
+	// One timer per term releases waiters held back by leases that run
+	// out (or by the office wait); reports release the rest.
+	ls.timer = time.AfterFunc(time.Hour, func() { ls.leases.expire(n.sinceStart()) })
+	ls.timer.Stop()
+	ls.leases = newLeaseTable(ls.term, writesAt, func(at int64) {
+		ls.timer.Reset(time.Duration(at - n.sinceStart()))
+	})
 	n.lease.clear()
 	if old := n.leader.Swap(ls); old != nil {
 		old.cancel()
@@ -135,11 +132,8 @@ func (n *Node) leaderLoop(ctx context.Context, ls *leaderState) {
 		f := n.raft.Apply(fsm.Encode(&fsm.Noop{}), applyTimeout)
 		err := f.Error()
 		if err == nil {
-			ls.mu.Lock()
-			ls.floor = f.Index()
+			ls.leases.setReady(f.Index())
 			ls.ready.Store(true)
-			ls.mu.Unlock()
-			ls.changed.notify()
 			break
 		}
 		n.log.Warn("cluster: leader barrier failed", "err", err)
@@ -221,6 +215,19 @@ func (n *Node) applyLeader(ctx context.Context, cmd []byte) (fsm.Result, error) 
 	if err != nil && err == ctx.Err() {
 		return fsm.Result{}, unavailable("apply", ErrTimeout)
 	}
+	res, err := applyResult(f, err)
+	if err != nil {
+		return fsm.Result{}, err
+	}
+	if err := n.waitVisible(ctx, ls, f.Index()); err != nil {
+		return fsm.Result{}, err
+	}
+	return res, nil
+}
+
+// applyResult maps a finished future's error (err) and response to what
+// Apply returns; errNotLeader means nothing was proposed.
+func applyResult(f raft.ApplyFuture, err error) (fsm.Result, error) {
 	switch {
 	case err == nil:
 	case errors.Is(err, raft.ErrNotLeader):
@@ -236,55 +243,30 @@ func (n *Node) applyLeader(ctx context.Context, cmd []byte) (fsm.Result, error) 
 	if !ok {
 		return fsm.Result{}, errors.New("cluster: unexpected apply response")
 	}
-	if err := n.waitVisible(ctx, ls, f.Index()); err != nil {
-		return fsm.Result{}, err
-	}
 	return res, nil
 }
 
 // waitVisible returns once index may be acknowledged: this leader's
 // office wait is over and every node holding an unexpired lease has
-// reported applied >= index. Holders that fall behind stop counting when
-// their lease expires, so the wait is bounded by one lease length.
+// reported applied >= index (leaseTable.await). Holders that fall behind
+// stop counting when their lease expires, so the wait is bounded by one
+// lease length. It starts no timer or goroutine of its own.
 func (n *Node) waitVisible(ctx context.Context, ls *leaderState, index uint64) error {
 	start := time.Now()
 	defer func() { n.metrics.visibility.Observe(time.Since(start).Seconds()) }()
-	if d := time.Until(ls.writesAt); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+	w := ls.leases.await(n.sinceStart(), index)
+	if w == nil {
+		return nil
+	}
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		ls.leases.abandon(w)
+		if n.sinceStart() < ls.leases.writesAt {
 			return unavailable("new leader settling", ErrTimeout)
 		}
-	}
-	for {
-		ch := ls.changed.wait()
-		ls.mu.Lock()
-		now := time.Now()
-		var next time.Time
-		for _, h := range ls.holders {
-			if h.applied < index && h.expires.After(now) && (next.IsZero() || h.expires.Before(next)) {
-				next = h.expires
-			}
-		}
-		if next.IsZero() {
-			if index > ls.floor {
-				ls.floor = index
-			}
-			ls.mu.Unlock()
-			return nil
-		}
-		ls.mu.Unlock()
-		t := time.NewTimer(time.Until(next))
-		select {
-		case <-ch:
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return unavailable("waiting for followers to apply", ErrTimeout)
-		}
-		t.Stop()
+		return unavailable("waiting for followers to apply", ErrTimeout)
 	}
 }
 
@@ -297,35 +279,13 @@ func (n *Node) grantLease(req leaseRequest) leaseResponse {
 		n.metrics.observeLease(resp)
 		return resp
 	}
-	resp := leaseResponse{Term: ls.term, Leader: n.cfg.NodeID}
-	mayServe := ls.mayServe(n.sinceStart())
-	ls.mu.Lock()
-	h := ls.holders[req.ID]
-	if h == nil {
-		h = &holder{}
-		ls.holders[req.ID] = h
-	}
-	// Reports from one holder are sequential, so assignment (not max) is
-	// right, and it stays right if the holder restarted behind.
-	h.applied = req.Applied
-	switch {
-	case !ls.ready.Load():
-		resp.Reason = "leader not ready"
-	case !mayServe:
-		// Paused or cut off: a lease granted now could outlive a newer
-		// leader's first acknowledgement.
-		resp.Reason = "leadership not confirmed"
-	case req.Term > ls.term:
-		resp.Reason = "stale leader"
-	case req.Applied < ls.floor:
-		resp.Reason = "behind"
-	default:
-		h.expires = time.Now().Add(leaseLength)
-		resp.Granted = true
+	n.hop("report received")
+	now := n.sinceStart()
+	g := ls.leases.report(now, req.ID, req.Applied, req.Term, ls.mayServe(now))
+	resp := leaseResponse{Term: ls.term, Leader: n.cfg.NodeID, Granted: g.granted, Reason: g.reason}
+	if g.granted {
 		resp.LeaseMS = leaseLength.Milliseconds()
 	}
-	ls.mu.Unlock()
-	ls.changed.notify()
 	n.metrics.observeLease(resp)
 	return resp
 }
@@ -350,8 +310,8 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (fsm.Result, error) {
 				return res, err
 			}
 			lastErr = ErrNoLeader
-		} else if addr := n.leaderAddr(); addr != "" && n.rpc != nil {
-			res, safe, err := n.forward(ctx, addr, cmd)
+		} else if addr := n.leaderAddr(); addr != "" && n.fwd != nil {
+			res, safe, err := n.fwd.forward(ctx, addr, cmd)
 			n.metrics.observeForward(err, safe)
 			if err == nil {
 				// The result answers for itself (fsm.Result carries what a
@@ -366,9 +326,12 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (fsm.Result, error) {
 				// retry that the state machine must treat as token reuse
 				// (a code or refresh token presented twice revokes its
 				// grant).
-				wctx, wcancel := context.WithTimeout(ctx, leaseLength)
-				here := n.waitApplied(wctx, res.Index)
-				wcancel()
+				here := n.applied.Load() >= res.Index // the usual case: no timer
+				if !here {
+					wctx, wcancel := context.WithTimeout(ctx, leaseLength)
+					here = n.waitApplied(wctx, res.Index)
+					wcancel()
+				}
 				if !here {
 					n.log.Warn("cluster: forwarded write committed but not yet applied here", "index", res.Index, "applied", n.applied.Load())
 				}

@@ -182,15 +182,7 @@ func nodeCollectors(n *Node) []prometheus.Collector {
 			if ls == nil {
 				return 0
 			}
-			ls.mu.Lock()
-			defer ls.mu.Unlock()
-			c, now := 0, time.Now()
-			for _, h := range ls.holders {
-				if h.expires.After(now) {
-					c++
-				}
-			}
-			return float64(c)
+			return float64(ls.leases.holdersAt(n.sinceStart()))
 		}),
 	}
 }

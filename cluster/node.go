@@ -36,6 +36,7 @@ type Node struct {
 	// single node without a cluster key (in-memory transport).
 	internal *internalListener
 	rpc      *rpcClient
+	fwd      *forwarder             // batches forwarded writes; nil without rpc
 	ml       *memberlist.Memberlist // nil without a cluster key
 	handOff  atomic.Pointer[http.Handler]
 
@@ -59,6 +60,7 @@ type Node struct {
 	notifyCh    chan bool
 	reconcileCh chan struct{}
 	metrics     *metrics
+	tracer      atomic.Pointer[hopTracer] // hop tracing (hoptrace.go)
 	// started anchors sinceStart, a monotonic clock that can be stored
 	// in an atomic.
 	started time.Time
@@ -125,6 +127,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		n.wg.Add(1)
 		go n.leaseLoop()
+		n.fwd.start()
 	}
 	// Started last: the leader loop uses n.ml. NotifyCh is buffered.
 	n.wg.Add(1)
@@ -165,6 +168,7 @@ func (n *Node) openRaft() error {
 	rc.TrailingLogs = cfg.SnapshotThreshold
 	rc.SnapshotInterval = 30 * time.Second
 	rc.MaxAppendEntries = 256
+	rc.BatchApplyCh = true
 	rc.NotifyCh = n.notifyCh
 	rc.Logger = hlog
 
@@ -209,6 +213,7 @@ func (n *Node) openTransport(hlog *hclogAdapter) (raftTransport, error) {
 		return nil, fmt.Errorf("cluster: internal port %s: %w", cfg.RaftAddr, err)
 	}
 	n.internal, n.rpc = l, newRPCClient(dialer)
+	n.fwd = newForwarder(n)
 	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &raftLayer{l: l, dialer: dialer},
 		MaxPool: 3,
@@ -311,6 +316,8 @@ func (a *raftFSM) ApplyBatch(logs []*raft.Log) []any {
 		}
 		last = l.Index
 	}
+	// Traced before it becomes visible, so it precedes any report of it.
+	a.n.hop("applied")
 	if last > a.n.applied.Load() {
 		a.n.applied.Store(last)
 	}

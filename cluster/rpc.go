@@ -28,7 +28,7 @@ import (
 // operation byte, a big-endian uint32 length and the payload; the answer
 // frame is a status byte, a length and the payload. Payloads are the
 // existing encodings: an fsm command for opApply and fsm.EncodeResult for
-// its answer, a few varints for leases, an HTTP/1.1 message for the sign-in
+// its answer (a batch of them for opApplyBatch, forward.go), a few varints for leases, an HTTP/1.1 message for the sign-in
 // hand-off. Clients keep idle connections per peer for reuse.
 const (
 	opApply   byte = 1 // payload: encoded fsm command; answer: fsm.EncodeResult
@@ -37,6 +37,10 @@ const (
 	opHandOff byte = 4 // payload: HTTP/1.1 request; answer: HTTP/1.1 response
 	opPing    byte = 5 // no payload: proves the internal port authenticates
 	opRestore byte = 6 // payload: index, size; then size bytes of image (backup.go)
+	// opApplyBatch carries several forwarded commands (forward.go):
+	// payload encodeBatch(commands); answer encodeBatchAnswers, one status
+	// and payload per command as opApply would have answered it.
+	opApplyBatch byte = 7
 
 	stOK          byte = 0
 	stNotLeader   byte = 1 // nothing was proposed: retrying elsewhere is safe
@@ -120,6 +124,16 @@ func (n *Node) handleRPC(op byte, payload []byte, peer net.Addr) (byte, []byte) 
 			return stUnavailable, []byte(err.Error())
 		}
 		return stOK, fsm.EncodeResult(res)
+	case opApplyBatch:
+		cmds, err := decodeBatch(payload)
+		if err != nil {
+			return stBadRequest, []byte(err.Error())
+		}
+		answers, err := n.applyBatch(ctx, cmds)
+		if errors.Is(err, errNotLeader) {
+			return stNotLeader, nil
+		}
+		return stOK, encodeBatchAnswers(answers)
 	case opLease:
 		req, err := decodeLeaseRequest(payload)
 		if err != nil {
@@ -262,17 +276,4 @@ func (c *rpcClient) call(ctx context.Context, addr string, op byte, payload []by
 		return nil, status == stNotLeader, &rpcError{status: status, msg: string(answer)}
 	}
 	return answer, false, nil
-}
-
-// forward sends cmd to the leader at its internal address.
-func (n *Node) forward(ctx context.Context, addr string, cmd []byte) (fsm.Result, bool, error) {
-	b, safe, err := n.rpc.call(ctx, addr, opApply, cmd, applyTimeout)
-	if err != nil {
-		return fsm.Result{}, safe, unavailable("forward to leader", err)
-	}
-	res, err := fsm.DecodeResult(b)
-	if err != nil {
-		return fsm.Result{}, false, unavailable("forward to leader", err)
-	}
-	return res, false, nil
 }
