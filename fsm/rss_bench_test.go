@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -19,7 +20,11 @@ import (
 // reads VmRSS, then takes a snapshot and streams it to io.Discard while
 // tracking the peak (VmHWM, reset just before). TOKEND_BENCH_MEMLIMIT
 // (bytes, or with a KiB/MiB/GiB suffix) sets debug.SetMemoryLimit first, as
-// tokend serve --memory-limit does. Run it alone, once per process:
+// tokend serve --memory-limit does. TOKEND_BENCH_APPLY_DURING=1 keeps
+// issuing and revoking grants through Apply while the image streams (the
+// token count stays put), the worst case for copy-on-write: every shard is
+// written to, so every table is copied once.
+// Run it alone, once per process:
 //
 //	TOKEND_BENCH_TOKENS=10000000 go test -run '^$' -bench RSSPerToken -benchtime 1x -timeout 60m ./fsm/
 func BenchmarkRSSPerToken(b *testing.B) {
@@ -53,7 +58,13 @@ func BenchmarkRSSPerToken(b *testing.B) {
 		snap := s.f.Snapshot()
 		pause := time.Since(start)
 		start = time.Now()
-		size, err := snap.WriteTo(io.Discard)
+		var size int64
+		var err error
+		if os.Getenv("TOKEND_BENCH_APPLY_DURING") == "1" {
+			size, err = writeWhileApplying(s, snap)
+		} else {
+			size, err = snap.WriteTo(io.Discard)
+		}
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -74,6 +85,44 @@ func BenchmarkRSSPerToken(b *testing.B) {
 		b.ReportMetric(float64(size)/n, "image-B/token")
 		b.ReportMetric(float64(ms.NumGC), "gcs")
 		runtime.KeepAlive(s)
+	}
+}
+
+// writeWhileApplying streams snap to io.Discard while issuing and
+// revoking grants in s's FSM on this goroutine until the write is done.
+func writeWhileApplying(s *bigState, snap *Snapshot) (int64, error) {
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := snap.WriteTo(io.Discard)
+		done <- result{n, err}
+	}()
+	var seed [32]byte
+	seed[0] = 9
+	rng := mrand.NewChaCha8(seed)
+	idx := s.f.AppliedIndex()
+	for {
+		select {
+		case r := <-done:
+			return r.n, r.err
+		default:
+		}
+		var a, r Hash
+		rng.Read(a[:])
+		rng.Read(r[:])
+		idx++
+		res := s.f.Apply(idx, Encode(&IssueGrant{ClientID: "client-000", Scope: "read", IssuedAt: t0,
+			Access: TokenSpec{a, t0 + accessL}, Refresh: TokenSpec{r, t0 + refresL}}))
+		if res.Outcome != OK {
+			return 0, res.Err()
+		}
+		idx++
+		if res = s.f.Apply(idx, Encode(&RevokeToken{Token: a})); res.Outcome != OK {
+			return 0, res.Err()
+		}
 	}
 }
 

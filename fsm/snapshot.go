@@ -91,10 +91,7 @@ func (f *FSM) Snapshot() *Snapshot {
 	s.counters = maps.Clone(f.counters)
 	f.mu.RUnlock()
 	for i := range f.tokens.shards {
-		// The apply goroutine is the only writer of sh.t, and this is it.
-		t := f.tokens.shards[i].t
-		t.shared.Add(1)
-		s.tables[i] = t
+		s.tables[i] = f.tokens.shards[i].share()
 	}
 	f.eachGrant(func(g *grant) {
 		if r := g.rot(); r != nil {
@@ -311,7 +308,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	for i := range f.tokens.shards {
 		s := &f.tokens.shards[i]
 		s.mu.Lock()
-		s.t = fresh.tokens.shards[i].t
+		s.t, s.ov, s.n = fresh.tokens.shards[i].t, nil, fresh.tokens.shards[i].n
 		s.mu.Unlock()
 	}
 	f.applied.Store(applied)
@@ -429,14 +426,14 @@ func (f *FSM) readTokens(d *decoder, byID map[uint64]*grant) error {
 		if g == nil {
 			return errors.New("token refers to an unknown grant")
 		}
-		t := f.tokens.shards[k[0]].t // f is private: no lock, no sharing
-		if t.find(&k) >= 0 {
+		sh := &f.tokens.shards[k[0]] // f is private: no lock, no sharing
+		if _, dup := sh.get(&k); dup {
 			return errors.New("token appears twice")
 		}
 		if rec.state > stateOrphaned {
 			return fmt.Errorf("unknown token state %d", rec.state)
 		}
-		t.put(k, rec)
+		sh.put(k, rec)
 		g.tokens = append(g.tokens, k)
 		if rec.kind == KindRefresh && (rec.state == stateRotated || rec.state == stateOrphaned) {
 			if g.chain == nil {

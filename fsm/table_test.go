@@ -106,16 +106,23 @@ func TestTableMatchesMap(t *testing.T) {
 }
 
 // TestSnapshotWhileApplying writes an image while the apply goroutine goes
-// on changing every shard (copy-on-write): the image is the state at
-// Snapshot, and after Release the tables are changed in place again.
+// on changing every shard (the changes go to overlays): the image is the
+// state at Snapshot, reads see every change at once, and after Release the
+// overlays fold back into the tables. A twin that applies the same log
+// without snapshots must end in the same state.
 func TestSnapshotWhileApplying(t *testing.T) {
 	w := newWorkload(11)
-	f := New()
+	f, twin := New(), New()
 	idx := uint64(0)
-	for _, d := range w.entries(3000) {
-		idx++
-		f.Apply(idx, d)
+	apply := func(entries [][]byte) {
+		for _, d := range entries {
+			idx++
+			if a, b := f.Apply(idx, d), twin.Apply(idx, d); a != b {
+				t.Fatalf("entry %d: %+v, twin %+v", idx, a, b)
+			}
+		}
 	}
+	apply(w.entries(3000))
 	before := digest(f)
 	snap := f.Snapshot()
 	var img bytes.Buffer
@@ -124,13 +131,21 @@ func TestSnapshotWhileApplying(t *testing.T) {
 		_, err := snap.WriteTo(&img)
 		done <- err
 	}()
-	for _, d := range w.entries(3000) {
-		idx++
-		f.Apply(idx, d)
-	}
+	apply(w.entries(3000))
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	overlays := 0
+	for i := range f.tokens.shards {
+		if f.tokens.shards[i].ov != nil {
+			overlays++
+		}
+	}
+	if overlays == 0 {
+		t.Error("no shard holds an overlay while the snapshot is held")
+	}
+	sameState(t, f, twin)
+	sameLookups(t, w.hashes, []int64{w.now - hour, w.now}, f, twin)
 	g := New()
 	if err := g.Restore(bytes.NewReader(img.Bytes())); err != nil {
 		t.Fatal(err)
@@ -153,9 +168,57 @@ func TestSnapshotWhileApplying(t *testing.T) {
 	if _, err := snap.WriteTo(&again); err == nil {
 		t.Error("WriteTo after Release succeeded")
 	}
+	apply(w.entries(3000))
 	for i := range f.tokens.shards {
 		if n := f.tokens.shards[i].t.shared.Load(); n != 0 {
 			t.Fatalf("shard %d still shared by %d after Release", i, n)
+		}
+	}
+	sameState(t, f, twin)
+}
+
+// TestSnapshotNeverReleased: overlays stay bounded when a snapshot is
+// never released (the shard copies its table instead), and overlapping
+// snapshots each see their own point in time.
+func TestSnapshotNeverReleased(t *testing.T) {
+	w := newWorkload(12)
+	f, twin := New(), New()
+	idx := uint64(0)
+	apply := func(entries [][]byte) {
+		for _, d := range entries {
+			idx++
+			f.Apply(idx, d)
+			twin.Apply(idx, d)
+		}
+	}
+	apply(w.entries(2000))
+	d1 := digest(f)
+	s1 := f.Snapshot()
+	apply(w.entries(2000))
+	d2 := digest(f)
+	s2 := f.Snapshot() // folds s1's overlays into copies
+	apply(w.entries(6000))
+	for i := range f.tokens.shards {
+		s := &f.tokens.shards[i]
+		if limit := max(overlayCopyMin, len(s.t.slots)/overlayCopyDiv); len(s.ov) > limit {
+			t.Errorf("shard %d: overlay of %d, limit %d", i, len(s.ov), limit)
+		}
+	}
+	sameState(t, f, twin)
+	for _, c := range []struct {
+		s    *Snapshot
+		want string
+	}{{s1, d1}, {s2, d2}} {
+		var buf bytes.Buffer
+		if _, err := c.s.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		g := New()
+		if err := g.Restore(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if got := digest(g); got != c.want {
+			t.Fatalf("image saw later changes:\n%s", diffLines(c.want, got))
 		}
 	}
 }
