@@ -1,11 +1,14 @@
 package main
 
 import (
+	"crypto/tls"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokend/tokend/internal/loopaddr"
 )
@@ -83,5 +86,48 @@ func TestValidateListener(t *testing.T) {
 	p.terminate(t)
 	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit code %d after SIGTERM", code)
+	}
+}
+
+// With --tls-cert the fast listener serves HTTPS with the same
+// certificate, and plain HTTP is refused there.
+func TestValidateListenerTLS(t *testing.T) {
+	cert, key, pool := selfSignedCert(t)
+	validateAddr := loopaddr.ForTest(t)
+	p := &proc{id: "gwtls", dir: filepath.Join(t.TempDir(), "data"), httpAddr: loopaddr.ForTest(t), raftAddr: loopaddr.ForTest(t), gossipAddr: loopaddr.ForTest(t),
+		args: []string{"--validate-addr", validateAddr, "--tls-cert", cert, "--tls-key", key}}
+	p.start(t)
+	t.Cleanup(func() {
+		p.kill(t)
+		if t.Failed() {
+			t.Logf("=== output ===\n%s", tail(p.out, 60))
+		}
+	})
+	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}}}
+	eventually(t, "fast listener ready over https", func() error {
+		resp, err := hc.Get("https://" + validateAddr + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
+	resp, err := hc.Get("https://" + validateAddr + "/validate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != `Bearer realm="tokend"` {
+		t.Errorf("https /validate without a token: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp, err := httpc.Get("http://" + validateAddr + "/validate"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode < 400 {
+			t.Errorf("plain HTTP on the TLS fast listener: %d", resp.StatusCode)
+		}
 	}
 }
