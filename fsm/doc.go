@@ -69,9 +69,64 @@
 // token, and the redeemed check runs before the expiry check.
 //
 // Reads are the hot path. Tokens live in 256 shards keyed by the first byte
-// of their hash, each a map of small value records behind its own RWMutex,
-// so a lookup takes one uncontended read lock and allocates nothing. Strings
-// that many records share (client id, subject, scope) are interned by Apply.
-// A record points at its grant; the grant's revoked flag is atomic so a
-// revocation is visible to readers the moment Apply sets it.
+// of their hash, each a flat table of small value records behind its own
+// RWMutex, so a lookup takes one uncontended read lock and allocates
+// nothing. Strings that many records share (client id, user, scope) are
+// interned by Apply. A record points at its grant; the grant's revoked flag
+// is atomic so a revocation is visible to readers the moment Apply sets it.
+//
+// # Memory layout
+//
+// Every node holds every token, so bytes per token decide how many tokens a
+// node can hold. Three costs dominated: Go maps of records run about half
+// full after they grow, a snapshot cloned them while it streamed, and the
+// GC lets the heap reach twice the live state. Hence:
+//
+//   - A shard's records are one []slot of 40 bytes (table.go): the 16-byte
+//     key, the grant pointer, issuedAt, and one word packing the lifetime
+//     (expiresAt-issuedAt, 56 bits) with kind and state. The rare record
+//     that does not fit (a narrowed scope, a lifetime past 2^56 ns or
+//     negative) sets a flag and keeps those fields in the table's side
+//     map, so packing loses nothing and images round-trip exactly.
+//     Open addressing with Robin Hood linear probing: a lookup reads a run
+//     of adjacent slots, and a miss stops as soon as it meets an entry
+//     nearer its home than the key would be, so misses cost about what
+//     hits do. Deletion shifts the run back (no tombstones to accumulate).
+//     Keys are uniformly random, so the home slot is fastrange of key
+//     bytes 1..8 (byte 0 chose the shard) and the size need not be a power
+//     of two: a table grows by half at 80 % full and runs 53-80 % full,
+//     and shrinks when a purge leaves it a quarter full. Growth rehashes
+//     one shard under its write lock: 1/256 of the index, a millisecond at
+//     10 M tokens, and only readers of that shard wait.
+//   - A grant fits Go's 128-byte size class: the user's tenant and name
+//     live once in a shared subject entry (which also heads the user's
+//     grant list), the scope is an interned pointer, rotation and spent
+//     lists hang off one pointer that most grants never set, and the token
+//     list is allocated at its exact size. There is no map of grants by
+//     id: the client lists reach every grant, and only a restore needs
+//     ids, in a map it drops when done.
+//   - A snapshot copies no table. It takes a reference on each shard's
+//     table (table.shared); while one is held the table is immutable, and
+//     Apply records its changes to that shard in an overlay map, which
+//     readers consult first. After Release the shard's next change folds
+//     the overlay back. The overlay costs what was changed during the
+//     stream (a token issued and revoked meanwhile leaves nothing), not
+//     the size of the state, and a snapshot taken while an overlay exists
+//     folds it into a copy first, so every image is one immutable table
+//     per shard. A snapshot that is never released must not make overlays
+//     grow without bound: past a quarter of the table's slots the shard
+//     copies its table instead (plain copy-on-write), which costs at most
+//     one copy of the index per unreleased snapshot.
+//   - The grant pointer keeps the GC in charge of grant lifetime: a grant
+//     revoked after a snapshot was taken stays valid for that snapshot's
+//     writer as long as its table references it. A pointer-free slot (a
+//     grant index into a slab) would hide the tables from the GC's scan
+//     but need its own reclamation protocol against readers and writers;
+//     the GC scans one word in five per slot, and what remains is the
+//     collector's headroom, which tokend serve --memory-limit
+//     (GOMEMLIMIT) trades for GC work.
+//
+// Invariant: the apply goroutine is the only writer of a shard's table,
+// overlay and count, always under the shard's write lock; a table whose
+// shared count is above zero is never written.
 package fsm

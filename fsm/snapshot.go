@@ -34,12 +34,13 @@ import (
 //
 // Snapshot runs on the apply goroutine (raft never runs it concurrently
 // with Apply) and copies nothing big: it takes a reference on each shard's
-// table (copy-on-write: the apply goroutine copies a shared table before
-// changing it, see index.go), copies the small client, user and counter
-// tables, and each grant's current rotation pointer. Everything a record
-// points at is immutable or replaced rather than modified, so the shared
-// tables are a point-in-time image that WriteTo can encode and stream while
-// Apply carries on; Release drops the references. Readers are never blocked.
+// table (while one is held, Apply leaves the table alone and records its
+// changes in the shard's overlay, see shard.go), copies the small client,
+// user and counter tables, and each grant's current rotation pointer.
+// Everything a record points at is immutable or replaced rather than
+// modified, so the shared tables are a point-in-time image that WriteTo can
+// encode and stream while Apply carries on; Release drops the references.
+// Readers are never blocked.
 //
 // WriteTo writes each grant once without a set of the grants it has seen:
 // it marks them (grant.snapMark) in two passes over the tables, one to
