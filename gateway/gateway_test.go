@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
@@ -63,6 +64,7 @@ type env struct {
 	rep        *replicator
 	reg        *prometheus.Registry
 	gw         *gateway.Server
+	api        *httpapi.Server
 }
 
 func newEnv(t testing.TB) *env {
@@ -76,6 +78,7 @@ func newEnv(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.api = api
 	main := httptest.NewServer(api)
 	t.Cleanup(main.Close)
 	e.main = main.URL
@@ -358,5 +361,37 @@ func TestFastListenerBoundsHeaders(t *testing.T) {
 	small := map[string]string{"Authorization": "Bearer " + user, "Cookie": "c=" + strings.Repeat("x", 8<<10)}
 	if a := e.do("GET", e.fast+"/validate", small, ""); a.status != http.StatusOK {
 		t.Errorf("8 KiB of headers: %d, want 200", a.status)
+	}
+}
+
+// Validate keeps nothing of the strings it is given: the gateway passes
+// views of fasthttp's buffers, which the next request overwrites.
+func TestValidateKeepsNoBorrowedBytes(t *testing.T) {
+	e := newEnv(t)
+	user, _, _ := e.seed()
+	authz := []byte("Bearer " + user)
+	query := []byte("scope=read%20delete")
+	view := func(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+	a := e.api.Validator().Validate(view(authz), view(query))
+	for i := range authz {
+		authz[i] = 'x'
+	}
+	for i := range query {
+		query[i] = 'x'
+	}
+	if a.Status != http.StatusForbidden || a.Challenge != `Bearer error="insufficient_scope", scope="read delete"` {
+		t.Errorf("after the buffers changed: %d %q", a.Status, a.Challenge)
+	}
+	query = []byte("scope=read")
+	a = e.api.Validator().Validate(view([]byte("Bearer "+user)), view(query))
+	for i := range query {
+		query[i] = 'x'
+	}
+	var got []string
+	for i, name := range httpapi.ValidHeaderNames() {
+		got = append(got, name+": "+string(a.AppendHeader(nil, i)))
+	}
+	if a.Status != http.StatusOK || got[0] != "X-Token-Subject: acme/bob" || got[2] != "X-Token-Scope: read write" {
+		t.Errorf("answer: %d %q", a.Status, got)
 	}
 }
