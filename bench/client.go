@@ -91,7 +91,8 @@ func errorClass(status int, err error) string {
 		return "timeout"
 	case strings.Contains(err.Error(), "connection refused"):
 		return "conn-refused"
-	case strings.Contains(err.Error(), "reset"), strings.Contains(err.Error(), "EOF"):
+	case strings.Contains(err.Error(), "reset"), strings.Contains(err.Error(), "EOF"),
+		strings.Contains(err.Error(), "broken pipe"):
 		return "conn-reset"
 	default:
 		return "transport"

@@ -79,15 +79,7 @@ for i in 1 2 3; do
 		>"$WORK/m$i.log" 2>&1 &
 	PIDS+=($!)
 done
-for _ in $(seq 300); do
-	healthy=0
-	for i in 1 2 3; do
-		curl -fsS "http://127.0.0.1:${CPORT[$i]}/health" 2>/dev/null | grep -q '"health":"true"' && healthy=$((healthy + 1))
-	done
-	[ "$healthy" = 3 ] && break
-	sleep 0.1
-done
-[ "$healthy" = 3 ] || { tail -5 "$WORK"/m*.log >&2; die "etcd cluster not healthy after 30s"; }
+"$BIN/etcdput" --endpoints "$ENDPOINTS" --probe --ready 30s >&2 || { tail -5 "$WORK"/m*.log >&2; die "etcd cluster did not take a put within 30s"; }
 ETCD_VERSION=$("$ETCD" --version | sed -n 's/^etcd Version: //p')
 echo "etcd $ETCD_VERSION cluster up: $ENDPOINTS" >&2
 

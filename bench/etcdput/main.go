@@ -43,6 +43,8 @@ type config struct {
 	valueSize int
 	keys      int
 	timeout   time.Duration
+	ready     time.Duration // how long the first put may keep failing
+	probe     bool          // only wait for the cluster to take a put
 }
 
 func main() {
@@ -70,6 +72,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&cfg.valueSize, "value-size", 64, "bytes per value")
 	fs.IntVar(&cfg.keys, "keys", 100_000, "key space the puts cycle through")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Second, "per-put timeout")
+	fs.DurationVar(&cfg.ready, "ready", 10*time.Second, "keep retrying the first put this long (a cluster still electing a leader)")
+	fs.BoolVar(&cfg.probe, "probe", false, "only wait (up to --ready) until the cluster takes a put, then exit")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -128,6 +132,9 @@ type result struct {
 }
 
 func (r result) String() string {
+	if r.cfg.probe {
+		return "etcd ready: " + strings.Join(r.cfg.endpoints, ",")
+	}
 	rate := float64(r.requests) / r.elapsed.Seconds()
 	return fmt.Sprintf("etcd put: clients=%d conns=%d value=%dB measured=%.2fs requests=%d errors=%d req/s=%.0f p50=%s p99=%s max=%s",
 		r.cfg.clients, r.cfg.conns, r.cfg.valueSize, r.elapsed.Seconds(), r.requests, r.errors, rate,
@@ -153,14 +160,33 @@ func run(ctx context.Context, cfg config) (result, error) {
 		defer c.Close()
 		clis[i] = c
 	}
-	// One put before the clock starts: fail fast on a cluster that is not there.
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err := clis[0].Put(pctx, "etcdput/probe", "x")
-	cancel()
-	if err != nil {
-		return result{}, fmt.Errorf("first put: %w", err)
+	if err := firstPut(ctx, clis[0], cfg.ready); err != nil {
+		return result{}, err
+	}
+	if cfg.probe {
+		return result{cfg: cfg}, nil
 	}
 	return load(ctx, cfg, clis), nil
+}
+
+// firstPut puts one key before the clock starts, retrying for up to ready
+// (a cluster that was just started may still be electing its leader), so
+// a cluster that is not there fails fast and one that is starting does not
+// fail at all.
+func firstPut(ctx context.Context, c *clientv3.Client, ready time.Duration) error {
+	deadline := time.Now().Add(ready)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := c.Put(pctx, "etcdput/probe", "x")
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("first put: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond) // a retry interval, not synchronisation
+	}
 }
 
 // load runs the clients: warmup first, then the measured phase; puts that
