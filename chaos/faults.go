@@ -54,7 +54,7 @@ func (r *runner) apply(ctx context.Context, f fault) (time.Duration, error) {
 	}
 	victim := leader
 	if f == followerKill || f == pauseFollower {
-		victim = r.follower(leader)
+		victim = r.follower(f, leader)
 	}
 	var failover time.Duration
 	switch f {
@@ -94,15 +94,18 @@ func (r *runner) apply(ctx context.Context, f fault) (time.Duration, error) {
 	return failover, nil
 }
 
-func (r *runner) follower(leader *node) *node {
-	for i := range r.c.nodes {
-		nd := r.c.nodes[(r.turn+i)%len(r.c.nodes)]
+// follower picks a follower of leader: for each kind of fault the first
+// and the second follower (in node order) in turn, so every node gets
+// killed and paused as a follower over a run.
+func (r *runner) follower(f fault, leader *node) *node {
+	var fs []*node
+	for _, nd := range r.c.nodes {
 		if nd != leader {
-			r.turn++
-			return nd
+			fs = append(fs, nd)
 		}
 	}
-	return leader
+	r.turn[f]++
+	return fs[r.turn[f]%len(fs)]
 }
 
 // pauseFor keeps victim stopped for cfg.PauseFor and drives writes

@@ -25,6 +25,9 @@ type Config struct {
 	PauseFor time.Duration
 	// Workers is the number of load workers.
 	Workers int
+	// WritesBetween is how many writes the cluster must acknowledge after
+	// recovering from one fault before the next is applied.
+	WritesBetween int
 	// VerifyWorkers is the number of concurrent checkers at the end.
 	VerifyWorkers int
 	// Timeout bounds every wait: readiness, a leader, a write after a fault.
@@ -42,6 +45,9 @@ func (c *Config) defaults() {
 	}
 	if c.Workers <= 0 {
 		c.Workers = 4
+	}
+	if c.WritesBetween <= 0 {
+		c.WritesBetween = 20
 	}
 	if c.VerifyWorkers <= 0 {
 		c.VerifyWorkers = 8
@@ -92,18 +98,19 @@ func (r Result) OK() bool { return r.Lost() == 0 && r.Inconsistent == 0 && r.Sta
 // Summary is the report: one headline, then the details.
 func (r Result) Summary() string {
 	var b strings.Builder
-	p50, max := percentile(r.Failovers, 0.5), percentile(r.Failovers, 1)
+	p50, top := percentile(r.Failovers, 0.5), percentile(r.Failovers, 1)
 	fmt.Fprintf(&b, "%d leader kills, %d acknowledged writes, %d lost, failover p50 %.2fs max %.2fs, client errors by class: %s\n",
-		r.LeaderKills, r.IssuesAcked+r.RevokesAcked, r.Lost(), p50.Seconds(), max.Seconds(), errorClasses(r.Classes))
-	fmt.Fprintf(&b, "  faults: %d leader kills, %d follower kills, %d pauses in %s\n",
-		r.LeaderKills, r.FollowerKills, r.Pauses, r.Elapsed.Round(time.Second))
+		r.LeaderKills, r.IssuesAcked+r.RevokesAcked, r.Lost(), p50.Seconds(), top.Seconds(), errorClasses(r.Classes))
+	fmt.Fprintf(&b, "  faults: %d leader kills, %d follower kills, %d pauses in %s (%.1f acknowledged writes/s)\n",
+		r.LeaderKills, r.FollowerKills, r.Pauses, r.Elapsed.Round(time.Second),
+		float64(r.IssuesAcked+r.RevokesAcked)/max(r.Elapsed.Seconds(), 1))
 	fmt.Fprintf(&b, "  acknowledged: %d issues, %d revocations; checked %d tokens on every node: %d lost issues, %d lost revocations\n",
 		r.IssuesAcked, r.RevokesAcked, r.Checked, r.LostIssues, r.LostRevokes)
 	fmt.Fprintf(&b, "  unknown revocations: %d, answered differently by the nodes: %d; stale reads under load: %d\n",
 		r.Unknown, r.Inconsistent, r.StaleReads)
 	if len(r.Failovers) > 0 {
 		fmt.Fprintf(&b, "  failover (SIGKILL of the leader to the next acknowledged write): p50 %.2fs p90 %.2fs max %.2fs\n",
-			p50.Seconds(), percentile(r.Failovers, 0.9).Seconds(), max.Seconds())
+			p50.Seconds(), percentile(r.Failovers, 0.9).Seconds(), top.Seconds())
 	}
 	if len(r.Unexpected) > 0 {
 		fmt.Fprintf(&b, "  unexpected answers (first %d): %s\n", len(r.Unexpected), strings.Join(r.Unexpected, "; "))
@@ -134,7 +141,7 @@ type runner struct {
 	c    *cluster
 	led  *ledger
 	oc   *oauthClient
-	turn int // rotates the follower chosen
+	turn map[fault]int // rotates the follower chosen, per kind of fault
 	t0   time.Time
 }
 
@@ -163,7 +170,7 @@ func Run(ctx context.Context, cfg Config) (res Result, err error) {
 			return res, err
 		}
 	}
-	r := &runner{cfg: cfg, led: newLedger(), t0: time.Now()}
+	r := &runner{cfg: cfg, led: newLedger(), t0: time.Now(), turn: map[fault]int{}}
 	defer func() {
 		res.Elapsed = time.Since(r.t0)
 		if tmp && err == nil && res.OK() {
@@ -204,11 +211,11 @@ func (r *runner) faultsUnderLoad(ctx context.Context, res *Result) error {
 	defer ld.stop()
 	plan := schedule(r.cfg.LeaderKills, r.cfg.FollowerKills, r.cfg.Pauses)
 	for i, f := range plan {
-		// Each fault hits a cluster that is taking writes: wait for a few
-		// acknowledged since the last one.
+		// Each fault hits a cluster that is taking writes: wait for some
+		// acknowledged since it recovered from the last one.
 		base := r.led.acked()
 		if err := poll(ctx, r.cfg.Timeout, "writes under load", func() error {
-			if n := r.led.acked() - base; n < 5 {
+			if n := r.led.acked() - base; n < r.cfg.WritesBetween {
 				return fmt.Errorf("%d writes acknowledged", n)
 			}
 			return nil
