@@ -11,6 +11,20 @@
 // Replicator says this node may serve them; otherwise the answer is 503 with
 // Retry-After, never a stale one.
 //
+// # The hot paths
+//
+// Token issuance and introspection are written for cost per request
+// (BenchmarkTokenClientCredentials, BenchmarkIntrospectHandler): the POST
+// endpoints and /validate skip gorilla/mux (ServeHTTP), a form body is
+// read into a pooled buffer and parsed once, and the token and
+// introspection answers are appended by hand into pooled buffers
+// (jsonbody.go), byte for byte what encoding/json would write. Client
+// secrets are 256 random bits that tokend generates, so verifying one is a
+// single SHA-256 and a constant-time compare: a slow password hash would
+// protect nothing there, and there is no verified-secret cache to bound or
+// to invalidate on rotation. User passwords are the only argon2id on a
+// request path (the password grant and the login page).
+//
 // The package does not know how consensus works: it declares the two
 // methods it needs (Replicator) and cmd/tokend wires the cluster in.
 package httpapi

@@ -105,6 +105,11 @@ func grantScope(c *fsm.Client, requested string) (string, error) {
 	if strings.TrimSpace(requested) == "" {
 		return strings.Join(c.Scopes, " "), nil
 	}
+	if contains(c.Scopes, requested) {
+		// One registered scope, as sent (the common request): nothing
+		// to split or join.
+		return requested, nil
+	}
 	var out []string
 	for _, sc := range strings.Fields(requested) {
 		if !contains(c.Scopes, sc) {
