@@ -18,8 +18,11 @@
 #   ref-fixed         minimal net/http handler, fixed 163-byte body
 #   ref-fast-fixed    minimal fasthttp handler, fixed 163-byte body
 #
-# The goal (issue 10): fast-validate >= 1.5x ref-validate. Needs go, wrk,
-# curl; everything it starts is stopped on exit.
+# The goal (issue 10): fast-validate >= 1.5x ref-validate. Besides requests
+# per second, the table gives each server's CPU time per request (from
+# /proc, Linux), which moves far less than throughput when other work
+# shares the cores. Needs go, wrk, curl; everything it starts is stopped
+# on exit.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -67,6 +70,7 @@ chmod 600 "$work/admin-token"
 	--http-addr 127.0.0.1:0 --validate-addr 127.0.0.1:0 --gossip-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 \
 	--admin-token-file "$work/admin-token" --log-level info >"$work/tokend.log" 2>&1 &
 pids+=($!)
+tokend_pid=$!
 line=$(wait_line "$work/tokend.log" 'msg="tokend serving"')
 main=$(sed -n 's/.* http=http:\/\/\([^ ]*\).*/\1/p' <<<"$line")
 fast=$(sed -n 's/.* validate=http:\/\/\([^ ]*\).*/\1/p' <<<"$line")
@@ -93,13 +97,16 @@ wrk.headers["Authorization"] = "Basic $basic"
 EOF
 
 # The reference servers, each a process of its own like tokend.
-declare -A url
+declare -A url pid
 url[main-validate]="http://$main/validate"
 url[fast-validate]="http://$fast/validate"
 url[main-introspect]="http://$main/introspect"
+pid[main-validate]=$tokend_pid pid[fast-validate]=$tokend_pid pid[main-introspect]=$tokend_pid
+declare -A refname=([validate]=ref-validate [fasthttp-validate]=ref-fast-validate [fixed]=ref-fixed [fasthttp-fixed]=ref-fast-fixed)
 for kind in validate fasthttp-validate fixed fasthttp-fixed; do
 	"$work/tokend-bench" baseline-server --kind "$kind" --token "$tok" >"$work/ref-$kind.out" 2>&1 &
 	pids+=($!)
+	pid[${refname[$kind]}]=$!
 done
 url[ref-validate]="$(wait_line "$work/ref-validate.out" '^http://')/validate"
 url[ref-fast-validate]="$(wait_line "$work/ref-fasthttp-validate.out" '^http://')/validate"
@@ -115,29 +122,43 @@ for t in $TARGETS; do
 	[ "$code" = 200 ] || { echo "$t: ${url[$t]} answered $code" >&2; exit 1; }
 done
 
-declare -A results
+# cpu_ticks PID: the user and system CPU time the process has used, in
+# clock ticks (0 where there is no /proc). Server CPU per request is far
+# steadier than requests per second on a machine shared with other work.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+hz=$(getconf CLK_TCK)
+
+declare -A results cpu
 echo "load before: $(uptime)" >&2
 for r in $(seq "$ROUNDS"); do
 	for t in $TARGETS; do
 		args=(-t"$THREADS" -c"$CONNS" -d"$DURATION" -H "Authorization: Bearer $tok")
 		[ "$t" = main-introspect ] && args=(-t"$THREADS" -c"$CONNS" -d"$DURATION" -s "$work/introspect.lua")
+		c0=$(cpu_ticks "${pid[$t]}")
 		out=$(wrk "${args[@]}" "${url[$t]}")
+		c1=$(cpu_ticks "${pid[$t]}")
 		rps=$(awk '/^Requests\/sec:/ {printf "%.0f", $2}' <<<"$out")
+		n=$(awk '/ requests in / {print $1}' <<<"$out")
+		us=$(awk -v a="$c0" -v b="$c1" -v n="$n" -v hz="$hz" 'BEGIN {printf "%.1f", (n > 0) ? (b - a) / hz * 1e6 / n : 0}')
 		if grep -q 'Non-2xx' <<<"$out"; then rps="$rps!"; fi
 		results[$t]="${results[$t]:-} $rps"
-		echo "round $r $t: $rps req/s" >&2
+		cpu[$t]="${cpu[$t]:-} $us"
+		echo "round $r $t: $rps req/s, $us µs of server CPU a request" >&2
 	done
 done
 echo "load after: $(uptime)" >&2
 
-median() { tr ' ' '\n' | sed '/^$/d; s/!$//' | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2)}'; }
-printf '\nwrk -t%s -c%s -d%s, %s interleaved rounds (req/s; ! = non-2xx answers)\n\n' "$THREADS" "$CONNS" "$DURATION" "$ROUNDS"
-printf '| %-18s | %9s | %s\n' target median rounds
-printf '|%s|%s|%s\n' "--------------------" "-----------" "---------"
+median() { tr ' ' '\n' | sed '/^$/d; s/!$//' | sort -g | awk '{a[NR]=$1} END {printf "%.1f", (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+printf '\nwrk -t%s -c%s -d%s, %s interleaved rounds; medians; ! = non-2xx answers\n' "$THREADS" "$CONNS" "$DURATION" "$ROUNDS"
+printf 'the x columns compare with ref-validate, the goal row'"'"'s yardstick (CPU: its CPU a request over this one'"'"'s)\n\n'
+printf '| %-17s | %8s | %6s | %11s | %6s | %s |\n' target req/s x "CPU µs/req" x "rounds (req/s)"
+printf '|%s|%s|%s|%s|%s|%s|\n' "-------------------" "----------" "--------" "-------------" "--------" "----------------"
 ref=$(median <<<"${results[ref-validate]:-0}")
+refcpu=$(median <<<"${cpu[ref-validate]:-0}")
 for t in $TARGETS; do
 	m=$(median <<<"${results[$t]}")
-	ratio=""
-	[ "${ref:-0}" -gt 0 ] && ratio=$(awk -v a="$m" -v b="$ref" 'BEGIN {printf " (%.2fx ref-validate)", a/b}')
-	printf '| %-18s | %9s | %s%s\n' "$t" "$m" "${results[$t]# }" "$ratio"
+	c=$(median <<<"${cpu[$t]}")
+	x=$(awk -v a="$m" -v b="$ref" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}')
+	xc=$(awk -v a="$c" -v b="$refcpu" 'BEGIN {if (a > 0) printf "%.2f", b / a; else print "-"}')
+	printf '| %-17s | %8.0f | %6s | %11s | %6s | %s |\n' "$t" "$m" "$x" "$c" "$xc" "${results[$t]# }"
 done
