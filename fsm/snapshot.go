@@ -434,6 +434,9 @@ func (f *FSM) readTokens(d *decoder, byID map[uint64]*grant) error {
 		if rec.state > stateOrphaned {
 			return fmt.Errorf("unknown token state %d", rec.state)
 		}
+		if rec.kind < KindAccess || rec.kind > KindCode {
+			return fmt.Errorf("unknown token kind %d", rec.kind)
+		}
 		sh.put(k, rec)
 		g.tokens = append(g.tokens, k)
 		if rec.kind == KindRefresh && (rec.state == stateRotated || rec.state == stateOrphaned) {

@@ -234,3 +234,44 @@ func TestLayoutSizes(t *testing.T) {
 		t.Errorf("grant is %d bytes, want at most 128", n)
 	}
 }
+
+// TestRestoreRejectsUnknownKind: a slot keeps two bits of kind, so an
+// image naming a kind tokend never writes is refused rather than folded
+// into a real one.
+func TestRestoreRejectsUnknownKind(t *testing.T) {
+	image := func(kind byte) []byte {
+		e := &encoder{}
+		e.b = append(e.b, snapshotMagic[:]...)
+		e.byte(snapshotVersion)
+		e.uvarint(9)
+		e.uvarint(0) // clients
+		e.uvarint(0) // users
+		e.uvarint(0) // counters
+		e.uvarint(1) // grants
+		e.uvarint(5)
+		e.string("c")
+		e.string("t")
+		e.string("u")
+		e.string("read")
+		e.varint(1)
+		e.bool(false) // code
+		e.bool(false) // rotation
+		e.uvarint(1)  // tokens
+		e.key(keyOf(HashOf("x")))
+		e.uvarint(5)
+		e.byte(kind)
+		e.byte(byte(stateActive))
+		e.bool(false) // own scope
+		e.varint(1)
+		e.varint(2)
+		return e.b
+	}
+	if err := New().Restore(bytes.NewReader(image(byte(KindAccess)))); err != nil {
+		t.Fatalf("well-formed image refused: %v", err)
+	}
+	for _, k := range []byte{0, 4, 5, 255} {
+		if err := New().Restore(bytes.NewReader(image(k))); err == nil {
+			t.Errorf("kind %d accepted", k)
+		}
+	}
+}
