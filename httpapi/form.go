@@ -141,7 +141,7 @@ func parseBody(r *http.Request) error {
 	if _, err := buf.ReadFrom(r.Body); err != nil {
 		return err
 	}
-	v, err := url.ParseQuery(buf.String())
+	v, err := parseQuery(buf.String())
 	if err != nil {
 		return err
 	}
