@@ -11,15 +11,22 @@
 // in net/http and 42 % in the kernel. fasthttp reuses its request and
 // response objects and the connection's buffers, parses only what is
 // asked for and writes the answer with one system call. On the 2-vCPU
-// machine tokend is developed on (wrk -t2 -c64 on the same cores,
-// bench/validate-fastpath.sh, interleaved rounds, load average 10–15 from
-// other work) a minimal fasthttp handler answered a fixed 163-byte body at
-// 52k req/s against 34k on net/http, and GET /validate ran at 43k req/s
-// here against 29k on the main listener and 29k for a minimal validating
-// net/http handler (SHA-256, a locked map, the same headers): 1.45 times
-// both, and 91 % of the same minimal handler on fasthttp. A profile of
-// the node under that load shows about 70 % of its time in read and write
-// system calls and about 11 % in this package and httpapi's Validator.
+// machine tokend is developed on (bench/validate-fastpath.sh: wrk -t2
+// -c64 on the same cores, interleaved rounds, load average 10-13 from
+// other work), a server's CPU time per request, steadier there than
+// requests per second, was:
+//
+//	minimal net/http handler, fixed 163-byte body        18.1 µs
+//	minimal fasthttp handler, the same body              10.6 µs (1.71x)
+//	minimal validating net/http handler (the yardstick)  20.1 µs
+//	GET /validate on the main listener                   22.3 µs
+//	GET /validate on this listener                       12.9 µs (1.56x the yardstick)
+//	minimal validating fasthttp handler                  12.5 µs
+//
+// and in requests per second this listener ran at 1.33x the yardstick
+// (44k against 33k; medians of three noisy rounds). A profile of the node
+// under that load shows about 70 % of its time in read and write system
+// calls and about 11 % in this package and httpapi's Validator.
 //
 // # Why a listener of its own
 //
