@@ -27,6 +27,9 @@
 //     section of BENCHMARKS.md.
 //   - calibrate.go, calibrate_cli.go: tokend-bench calibrate, wrk against
 //     this client on the bare baseline (is the load tool the bottleneck?).
+//   - etcdput/ (a module of its own, so etcd's client stays out of go.mod)
+//     and etcd-compare.sh: etcd's put rate on a three-member local cluster
+//     beside tokend's issue-cc, the reference for the write path.
 //
 // # Measurement
 //

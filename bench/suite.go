@@ -388,6 +388,7 @@ func osDescription() string {
 func RenderSuite(r *SuiteResult) string {
 	var b strings.Builder
 	renderSuiteHeader(&b, r)
+	renderSuiteCalibration(&b, r.Calibration) // qualifies every number below
 	var groups []string
 	byGroup := map[string][]SuiteRow{}
 	for _, row := range r.Rows {
@@ -403,7 +404,6 @@ func RenderSuite(r *SuiteResult) string {
 		renderSuiteNodes(&b, rows)
 		renderSuiteCommands(&b, rows)
 	}
-	renderSuiteCalibration(&b, r.Calibration)
 	return b.String()
 }
 

@@ -13,12 +13,15 @@ import (
 func fakeSuite() *SuiteResult {
 	ratio, base := 0.842, 12000.0
 	checks, stale := int64(648), int64(0)
+	calRatio := 1.09
 	return &SuiteResult{
 		Command: "bin/tokend-bench suite --out BENCHMARKS.md",
 		Started: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
 		Elapsed: 151 * time.Second,
 		Machine: Machine{GOOS: "linux", GOARCH: "amd64", CPUs: 2, GOMAXPROCS: 2, GoVersion: "go1.99", CPUModel: "Test CPU"},
 		OS:      "linux/amd64, Testix", LoadStart: "1.00 2.00 3.00", LoadEnd: "1.50 2.00 3.00",
+		Calibration: &Calibration{Target: "bare baseline", Wrk: "/usr/bin/wrk", Duration: 3 * time.Second, Rounds: 2,
+			Rows: []CalibrationRow{{Connections: 64, Wrk: 57245, Bench: 52540, Ratio: &calRatio}, {Connections: 256, Bench: 44010}}},
 		Rows: []SuiteRow{
 			{Group: groupSingle, Scenario: ScenarioValidate, Nodes: 1, Command: "tokend-bench --spawn 1 validate",
 				Throughput: 10104.4, Latency: LatencySummary{P50: 590, P90: 1310, P99: 3770, P999: 7300, Max: 8490},
@@ -53,6 +56,7 @@ func TestRenderSuite(t *testing.T) {
 		"| visibility | 50.0 / 51.0 / 52.0 | 4 / 4 / 4 | 3.5 / 2.0 / 2.2 |\n",
 		"- `tokend-bench --spawn 1 validate` — seeded 5000 access tokens in 2s\n",
 		"stopped early: the pre-issued token pool is used up",
+		"### Load tool calibration\n", "best of 2 alternating rounds", "| 64 | 57245 | 52540 | 1.09 |\n", "| 256 | – | 44010 | – |\n",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("rendered suite lacks %q:\n%s", want, out)
@@ -60,6 +64,9 @@ func TestRenderSuite(t *testing.T) {
 	}
 	if strings.Contains(out, SuiteBegin) || strings.Contains(out, SuiteEnd) {
 		t.Error("RenderSuite must not include the markers")
+	}
+	if strings.Index(out, "### Load tool calibration") > strings.Index(out, "### Single node") {
+		t.Error("the calibration qualifies the results and comes before them")
 	}
 	if strings.Contains(out, "log tail") {
 		t.Error("multi-line errors must be cut to their first line")
