@@ -109,6 +109,27 @@ func (s *shard) put(k key, r record) {
 	s.ov[k] = ovRec{r: r}
 }
 
+// putNew adds k's record unless k is there already, and reports whether
+// it did: one probe where get then put take two. For a restore into a
+// private index (no snapshot shares it); hint is the records expected in
+// the shard.
+func (s *shard) putNew(k key, r record, hint int) bool {
+	t := s.writable()
+	if t == nil || t.find(&k) >= 0 {
+		return false
+	}
+	sl, side := encode(k, r)
+	if side {
+		if t.side == nil {
+			t.side = make(map[key]sideRec)
+		}
+		t.side[k] = sideRec{scope: r.scope, expiresAt: r.expiresAt}
+	}
+	t.add(sl, hint)
+	s.n++
+	return true
+}
+
 // del removes k and reports whether it was there.
 func (ix *index) del(k key) bool {
 	s := ix.shard(k)

@@ -333,8 +333,8 @@ func (f *FSM) readSnapshot(r io.Reader) (uint64, error) {
 	applied := d.uvarint()
 	f.readTables(d, version)
 	// Tokens name their grant by id; only here is a grant looked up so.
-	byID := make(map[uint64]*grant)
-	if err := f.readGrants(d, byID); err != nil {
+	byID, err := f.readGrants(d)
+	if err != nil {
 		return 0, err
 	}
 	if err := f.readTokens(d, byID); err != nil {
@@ -384,8 +384,12 @@ func (f *FSM) readTables(d *decoder, version byte) {
 }
 
 // readGrants reads the grants section and indexes each grant.
-func (f *FSM) readGrants(d *decoder, byID map[uint64]*grant) error {
-	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
+func (f *FSM) readGrants(d *decoder) (map[uint64]*grant, error) {
+	n := d.uvarint()
+	// Sized up front (up to a bound an untrusted count cannot inflate
+	// much): growing a map of millions rehashes it a dozen times.
+	byID := make(map[uint64]*grant, min(n, 1<<16))
+	for ; n > 0 && d.err == nil; n-- {
 		g := &grant{id: d.uvarint()}
 		g.clientID = f.intern(d.string())
 		tenant, username := d.string(), d.string()
@@ -401,19 +405,23 @@ func (f *FSM) readGrants(d *decoder, byID map[uint64]*grant) error {
 			break
 		}
 		if byID[g.id] != nil {
-			return fmt.Errorf("grant %d appears twice", g.id)
+			return nil, fmt.Errorf("grant %d appears twice", g.id)
 		}
 		g.user = f.subjectFor(tenant, username)
 		byID[g.id] = g
 		f.indexGrant(g)
 	}
-	return nil
+	return byID, nil
 }
 
 // readTokens reads the tokens section into the index and the grants'
 // token and spent lists.
 func (f *FSM) readTokens(d *decoder, byID map[uint64]*grant) error {
-	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
+	total := d.uvarint()
+	// Tables grow towards their share of the count in large steps
+	// (table.add), rather than by half from empty.
+	hint := int(min(total, 1<<40)/shardCount) + 8
+	for n := total; n > 0 && d.err == nil; n-- {
 		k := d.key()
 		g := byID[d.uvarint()]
 		rec := record{grant: g, kind: Kind(d.byte()), state: recState(d.byte())}
@@ -427,17 +435,16 @@ func (f *FSM) readTokens(d *decoder, byID map[uint64]*grant) error {
 		if g == nil {
 			return errors.New("token refers to an unknown grant")
 		}
-		sh := &f.tokens.shards[k[0]] // f is private: no lock, no sharing
-		if _, dup := sh.get(&k); dup {
-			return errors.New("token appears twice")
-		}
 		if rec.state > stateOrphaned {
 			return fmt.Errorf("unknown token state %d", rec.state)
 		}
 		if rec.kind < KindAccess || rec.kind > KindCode {
 			return fmt.Errorf("unknown token kind %d", rec.kind)
 		}
-		sh.put(k, rec)
+		// f is private: no lock, no snapshot.
+		if !f.tokens.shards[k[0]].putNew(k, rec, hint) {
+			return errors.New("token appears twice")
+		}
 		g.tokens = append(g.tokens, k)
 		if rec.kind == KindRefresh && (rec.state == stateRotated || rec.state == stateOrphaned) {
 			if g.chain == nil {

@@ -167,8 +167,19 @@ func (t *table) put(k key, r record) {
 		t.slots[i] = s
 		return
 	}
+	t.add(s, 0)
+}
+
+// add inserts s, known absent, growing the table first if it is full: by
+// half, or towards hint records (at most fourfold at a time, so a hint
+// from an untrusted image cannot allocate ahead of the records).
+func (t *table) add(s slot, hint int) {
 	if (t.n+1)*maxLoadDen > len(t.slots)*maxLoadNum {
-		t.resize(len(t.slots) + len(t.slots)/2)
+		size := len(t.slots) + len(t.slots)/2
+		if want := hint * maxLoadDen / maxLoadNum; want > size {
+			size = min(want+1, 4*len(t.slots))
+		}
+		t.resize(size)
 	}
 	t.insert(s)
 	t.n++
