@@ -91,9 +91,12 @@ type Result struct {
 // Lost is the number of acknowledged writes lost.
 func (r Result) Lost() int { return r.LostIssues + r.LostRevokes }
 
-// OK says whether no acknowledged write was lost and no answer
-// contradicted one.
-func (r Result) OK() bool { return r.Lost() == 0 && r.Inconsistent == 0 && r.StaleReads == 0 }
+// OK says whether no acknowledged write was lost, no answer contradicted
+// one, and tokend gave no answer it never should (a 500, a 4xx to a
+// well-formed request): faults may make it say "not now", never "wrong".
+func (r Result) OK() bool {
+	return r.Lost() == 0 && r.Inconsistent == 0 && r.StaleReads == 0 && len(r.Unexpected) == 0
+}
 
 // Summary is the report: one headline, then the details.
 func (r Result) Summary() string {

@@ -8,8 +8,9 @@
 //
 //	100 leader kills, M acknowledged writes, 0 lost, failover p50 Xs max Ys, client errors by class: ...
 //
-// and exits 1 when an acknowledged write was lost or contradicted, 2 when
-// the run could not be completed.
+// and exits 1 when an acknowledged write was lost or contradicted or
+// tokend gave an answer it never should (a 500), 2 when the run could not
+// be completed.
 package main
 
 import (
