@@ -19,10 +19,10 @@ type FSM struct {
 	counters map[string]counter
 
 	// Owned by the apply goroutine.
-	byClient  map[string]*grant    // head of each client's grant list
-	bySubject map[userKey]*subject // each user with a grant
+	byClient  map[string]*grant  // head of each client's grant list
+	bySubject map[userKey]*grant // head of each user's grant list
 	interned  map[string]string
-	scopes    map[string]*string // narrowed scopes, shared by the records using them
+	ptrs      map[string]*string // internPtr: shared string pointers
 
 	writers *snapWriters // snapshot.go
 
@@ -54,9 +54,9 @@ func (f *FSM) reset() {
 	f.users = make(map[userKey]*User)
 	f.counters = make(map[string]counter)
 	f.byClient = make(map[string]*grant)
-	f.bySubject = make(map[userKey]*subject)
+	f.bySubject = make(map[userKey]*grant)
 	f.interned = make(map[string]string)
-	f.scopes = make(map[string]*string)
+	f.ptrs = make(map[string]*string)
 }
 
 // AppliedIndex is the log index of the last command applied.
@@ -89,7 +89,7 @@ func (f *FSM) apply(index uint64, c Command) Result {
 	case *RevokeClient:
 		return Result{Count: f.revokeAll(f.byClient[c.ClientID], clientList)}
 	case *RevokeSubject:
-		return Result{Count: f.revokeAll(f.userGrants(c.Tenant, c.Username), userList)}
+		return Result{Count: f.revokeAll(f.bySubject[userKey{c.Tenant, c.Username}], userList)}
 	case *PutClient:
 		return f.putClient(c)
 	case *DeleteClient:
@@ -117,13 +117,14 @@ func (f *FSM) intern(s string) string {
 	return s
 }
 
-// internScope returns the shared pointer for a narrowed scope.
-func (f *FSM) internScope(s string) *string {
-	if p, ok := f.scopes[s]; ok {
+// internPtr returns the shared pointer to s: narrowed scopes, and the
+// client and scope of every grant.
+func (f *FSM) internPtr(s string) *string {
+	if p, ok := f.ptrs[s]; ok {
 		return p
 	}
 	p := &s
-	f.scopes[s] = p
+	f.ptrs[s] = p
 	return p
 }
 
@@ -161,11 +162,12 @@ func (f *FSM) issueGrant(index uint64, c *IssueGrant) Result {
 	}
 	g := &grant{
 		id:       index,
-		clientID: f.intern(c.ClientID),
-		scope:    f.internScope(c.Scope),
+		client:   f.internPtr(c.ClientID),
+		tenant:   f.intern(c.Tenant),
+		username: f.intern(c.Username),
+		scope:    f.internPtr(c.Scope),
 		issuedAt: c.IssuedAt,
 	}
-	g.user = f.subjectFor(c.Tenant, c.Username)
 	n := 0
 	for _, t := range []*TokenSpec{&c.Code, &c.Access, &c.Refresh} {
 		if !t.Hash.IsZero() {
@@ -199,7 +201,7 @@ func (f *FSM) addToken(g *grant, t TokenSpec, kind Kind, scope *string, now int6
 }
 
 func (f *FSM) countIssue(g *grant, now int64) uint64 {
-	subject := subjectOf(g.clientID, g.tenant(), g.username())
+	subject := subjectOf(g.clientID(), g.tenant, g.username)
 	f.mu.Lock()
 	c := f.counters[subject]
 	c.count++
@@ -228,7 +230,7 @@ func (f *FSM) redeemCode(c *RedeemCode) Result {
 		return Result{Outcome: NotFound}
 	}
 	g := r.grant
-	if g.clientID != c.ClientID {
+	if g.clientID() != c.ClientID {
 		return Result{Outcome: WrongClient}
 	}
 	if r.state == stateRedeemed {
@@ -285,7 +287,7 @@ func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 		return Result{Outcome: NotFound}
 	}
 	g := r.grant
-	if g.clientID != c.ClientID {
+	if g.clientID() != c.ClientID {
 		return Result{Outcome: WrongClient}
 	}
 	// Reuse is judged before anything else about the request: a replayed
@@ -304,7 +306,7 @@ func (f *FSM) rotateRefresh(c *RotateRefresh) Result {
 		if !ScopeSubset(c.Scope, *g.scope) {
 			return Result{Outcome: Mismatch}
 		}
-		scope = f.internScope(c.Scope)
+		scope = f.internPtr(c.Scope)
 	}
 	if !f.fresh(c.Access, c.Refresh) {
 		return Result{Outcome: Exists}
@@ -404,7 +406,7 @@ func (f *FSM) revokeToken(c *RevokeToken) Result {
 	if !ok || r.grant.revoked.Load() {
 		return Result{Outcome: NotFound}
 	}
-	if c.ClientID != "" && r.grant.clientID != c.ClientID {
+	if c.ClientID != "" && r.grant.clientID() != c.ClientID {
 		return Result{Outcome: WrongClient}
 	}
 	f.revokeGrant(r.grant)
@@ -497,7 +499,7 @@ func (f *FSM) deleteUser(c *DeleteUser) Result {
 	if !ok {
 		return Result{Outcome: NotFound}
 	}
-	return Result{Count: f.revokeAll(f.userGrants(c.Tenant, c.Username), userList)}
+	return Result{Count: f.revokeAll(f.bySubject[k], userList)}
 }
 
 // keepRedeemed is the expiry of a redeemed code that issued tokens: it

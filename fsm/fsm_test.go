@@ -150,14 +150,14 @@ func digest(f *FSM) string {
 			sp = *g.spent()
 		}
 		lines = append(lines, fmt.Sprintf("grant %d id=%d %q %q %q %q %q %q iat=%d cur=%x/%x prev=%x rot=%d revoked=%v tokens=%v retired=%v orphans=%v",
-			id, g.id, g.clientID, g.tenant(), g.username(), *g.scope, code.redirectURI, code.challenge, g.issuedAt,
+			id, g.id, g.clientID(), g.tenant, g.username, *g.scope, code.redirectURI, code.challenge, g.issuedAt,
 			rot.cur[:6], rot.curAccess[:6], rot.prev[:6], rot.rotatedAt, g.revoked.Load(), toks, spentKeys(sp.retired), spentKeys(sp.orphans)))
 	}
 	for k, head := range f.byClient {
 		lines = append(lines, fmt.Sprintf("byClient %q %v", k, listIDs(head, clientList)))
 	}
 	for k, head := range f.bySubject {
-		lines = append(lines, fmt.Sprintf("bySubject %q/%q %v", k.tenant, k.username, listIDs(head.head, userList)))
+		lines = append(lines, fmt.Sprintf("bySubject %q/%q %v", k.tenant, k.username, listIDs(head, userList)))
 	}
 	f.mu.RLock()
 	for k, c := range f.clients {
@@ -272,10 +272,10 @@ func checkInvariants(t testing.TB, f *FSM) {
 		if len(g.tokens) == 0 {
 			t.Errorf("grant %d has no tokens but is kept", id)
 		}
-		if !inList(f.byClient[g.clientID], g, clientList) {
+		if !inList(f.byClient[g.clientID()], g, clientList) {
 			t.Errorf("grant %d missing from byClient", id)
 		}
-		if u := f.bySubject[userKey{g.tenant(), g.username()}]; g.username() != "" && (u == nil || u != g.user || !inList(u.head, g, userList)) {
+		if g.username != "" && !inList(f.bySubject[userKey{g.tenant, g.username}], g, userList) {
 			t.Errorf("grant %d missing from bySubject", id)
 		}
 	}
@@ -284,17 +284,14 @@ func checkInvariants(t testing.TB, f *FSM) {
 	}
 	for k, head := range f.byClient {
 		for _, id := range listIDs(head, clientList) {
-			if g := all[id]; g == nil || g.clientID != k {
+			if g := all[id]; g == nil || g.clientID() != k {
 				t.Errorf("byClient %q holds grant %d that is forgotten or not its own", k, id)
 			}
 		}
 	}
-	for k, u := range f.bySubject {
-		if u.head == nil || u.tenant != k.tenant || u.username != k.username {
-			t.Errorf("bySubject %v: entry %q/%q, head %v", k, u.tenant, u.username, u.head)
-		}
-		for _, id := range listIDs(u.head, userList) {
-			if g := all[id]; g == nil || g.user != u {
+	for k, head := range f.bySubject {
+		for _, id := range listIDs(head, userList) {
+			if g := all[id]; g == nil || g.tenant != k.tenant || g.username != k.username {
 				t.Errorf("bySubject %v holds grant %d that is forgotten or not its own", k, id)
 			}
 		}

@@ -8,78 +8,48 @@ package fsm
 // indexGrant links g into its client's and its user's lists.
 func (f *FSM) indexGrant(g *grant) {
 	f.nGrants.Add(1)
-	head := f.byClient[g.clientID]
-	g.clientLink = link{next: head}
-	if head != nil {
-		head.clientLink.prev = g
+	push(f.byClient, g.clientID(), g, clientList)
+	if g.username != "" {
+		push(f.bySubject, userKey{g.tenant, g.username}, g, userList)
 	}
-	f.byClient[g.clientID] = g
-	if u := g.user; u != nil && u.username != "" {
-		g.userLink = link{next: u.head}
-		if u.head != nil {
-			u.head.userLink.prev = g
-		}
-		u.head = g
-	}
-}
-
-// subjectFor returns the user entry of tenant/username, created if new:
-// nil for neither, and a private entry (in no list) for a tenant without
-// a user, which a command may name.
-func (f *FSM) subjectFor(tenant, username string) *subject {
-	switch {
-	case username == "" && tenant == "":
-		return nil
-	case username == "":
-		return &subject{tenant: f.intern(tenant)}
-	}
-	k := userKey{tenant, username}
-	u := f.bySubject[k]
-	if u == nil {
-		u = &subject{tenant: f.intern(tenant), username: username}
-		f.bySubject[userKey{u.tenant, u.username}] = u
-	}
-	return u
-}
-
-// userGrants is the head of a user's grant list, nil if none.
-func (f *FSM) userGrants(tenant, username string) *grant {
-	if u := f.bySubject[userKey{tenant, username}]; u != nil {
-		return u.head
-	}
-	return nil
 }
 
 // clientList and userList pick which of a grant's links a list uses.
 func clientList(g *grant) *link { return &g.clientLink }
 func userList(g *grant) *link   { return &g.userLink }
 
-// unlink takes g out of the list whose head is *head, reporting whether
-// the list is empty now.
-func unlink(head **grant, g *grant, l func(*grant) *link) bool {
+// push puts g at the head of the list heads[k].
+func push[K comparable](heads map[K]*grant, k K, g *grant, l func(*grant) *link) {
+	head := heads[k]
+	*l(g) = link{next: head}
+	if head != nil {
+		l(head).prev = g
+	}
+	heads[k] = g
+}
+
+// unlink takes g out of the list heads[k], dropping the list once empty.
+func unlink[K comparable](heads map[K]*grant, k K, g *grant, l func(*grant) *link) {
 	gl := l(g)
-	if gl.prev != nil {
+	switch {
+	case gl.prev != nil:
 		l(gl.prev).next = gl.next
-	} else {
-		*head = gl.next
+	case gl.next != nil:
+		heads[k] = gl.next
+	default:
+		delete(heads, k)
 	}
 	if gl.next != nil {
 		l(gl.next).prev = gl.prev
 	}
 	*gl = link{}
-	return *head == nil
 }
 
 func (f *FSM) forgetGrant(g *grant) {
 	f.nGrants.Add(-1)
-	head := f.byClient[g.clientID]
-	if unlink(&head, g, clientList) {
-		delete(f.byClient, g.clientID)
-	} else {
-		f.byClient[g.clientID] = head
-	}
-	if u := g.user; u != nil && u.username != "" && unlink(&u.head, g, userList) {
-		delete(f.bySubject, userKey{u.tenant, u.username})
+	unlink(f.byClient, g.clientID(), g, clientList)
+	if g.username != "" {
+		unlink(f.bySubject, userKey{g.tenant, g.username}, g, userList)
 	}
 }
 

@@ -24,9 +24,9 @@ func (f *FSM) lookupKey(k key, now int64) (Token, bool) {
 	t := Token{
 		Kind:      r.kind,
 		GrantID:   g.id,
-		ClientID:  g.clientID,
-		Tenant:    g.tenant(),
-		Username:  g.username(),
+		ClientID:  g.clientID(),
+		Tenant:    g.tenant,
+		Username:  g.username,
 		Scope:     r.scopeOf(),
 		IssuedAt:  r.issuedAt,
 		ExpiresAt: r.expiresAt,

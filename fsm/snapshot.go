@@ -230,9 +230,9 @@ func (s *Snapshot) writeGrants(sw *snapshotWriter) error {
 
 func (s *Snapshot) writeGrant(e *encoder, g *grant) {
 	e.uvarint(g.id)
-	e.string(g.clientID)
-	e.string(g.tenant())
-	e.string(g.username())
+	e.string(g.clientID())
+	e.string(g.tenant)
+	e.string(g.username)
 	e.string(*g.scope)
 	e.varint(g.issuedAt)
 	e.bool(g.code != nil)
@@ -304,7 +304,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	f.mu.Lock()
 	f.clients, f.users, f.counters = fresh.clients, fresh.users, fresh.counters
 	f.mu.Unlock()
-	f.byClient, f.bySubject, f.interned, f.scopes = fresh.byClient, fresh.bySubject, fresh.interned, fresh.scopes
+	f.byClient, f.bySubject, f.interned, f.ptrs = fresh.byClient, fresh.bySubject, fresh.interned, fresh.ptrs
 	f.nGrants.Store(fresh.nGrants.Load())
 	for i := range f.tokens.shards {
 		s := &f.tokens.shards[i]
@@ -391,9 +391,9 @@ func (f *FSM) readGrants(d *decoder) (map[uint64]*grant, error) {
 	byID := make(map[uint64]*grant, min(n, 1<<16))
 	for ; n > 0 && d.err == nil; n-- {
 		g := &grant{id: d.uvarint()}
-		g.clientID = f.intern(d.string())
-		tenant, username := d.string(), d.string()
-		g.scope = f.internScope(d.string())
+		g.client = f.internPtr(d.string())
+		g.tenant, g.username = f.intern(d.string()), f.intern(d.string())
+		g.scope = f.internPtr(d.string())
 		g.issuedAt = d.varint()
 		if d.bool() {
 			g.code = &codeBinding{redirectURI: d.string(), challenge: d.string()}
@@ -407,7 +407,6 @@ func (f *FSM) readGrants(d *decoder) (map[uint64]*grant, error) {
 		if byID[g.id] != nil {
 			return nil, fmt.Errorf("grant %d appears twice", g.id)
 		}
-		g.user = f.subjectFor(tenant, username)
 		byID[g.id] = g
 		f.indexGrant(g)
 	}
@@ -426,7 +425,7 @@ func (f *FSM) readTokens(d *decoder, byID map[uint64]*grant) error {
 		g := byID[d.uvarint()]
 		rec := record{grant: g, kind: Kind(d.byte()), state: recState(d.byte())}
 		if d.bool() {
-			rec.scope = f.internScope(d.string())
+			rec.scope = f.internPtr(d.string())
 		}
 		rec.issuedAt, rec.expiresAt = d.varint(), d.varint()
 		if d.err != nil {
