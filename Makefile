@@ -59,6 +59,18 @@ chaos-kill: build
 	$(GO) build -o $(BIN)/tokend-chaos ./cmd/tokend-chaos
 	$(BIN)/tokend-chaos --tokend $(BIN)/tokend --kills $(KILLS)
 
+# Soak (docs/RELIABILITY.md, Soak): three nodes with short token lifetimes
+# under tokend-bench mixed for SOAK; fails when RSS, heap or goroutines grow
+# over the steady part of the run or the load sees an error. The binaries
+# get a folder of their own (SOAKBIN), so a rebuild of bin/ during a long
+# soak does not change what its later bench segments run.
+SOAK    ?= 5m
+SOAKBIN ?= $(BIN)/soak
+.PHONY: soak
+soak:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(SOAKBIN)/ ./cmd/tokend ./cmd/tokend-bench ./cmd/tokend-chaos
+	$(SOAKBIN)/tokend-chaos soak --duration $(SOAK) $(SOAKFLAGS)
+
 # The container image, offline: static binaries built here, FROM scratch,
 # built by podman (deploy/image.sh, deploy/Containerfile). With registry
 # access, deploy/Dockerfile builds the same layout on distroless.

@@ -29,9 +29,10 @@ type cluster struct {
 }
 
 // startCluster spawns n nodes of bin under dir and waits until all serve
-// /readyz with 200. Secrets travel in the environment, which only the same
+// /readyz with 200. extra flags follow the defaults, so they override them
+// (the flag package keeps a repeated flag's last value). Secrets travel in the environment, which only the same
 // user can read, never on the command line, which every local user can.
-func startCluster(ctx context.Context, bin, dir string, n int, readyTimeout time.Duration) (*cluster, error) {
+func startCluster(ctx context.Context, bin, dir string, n int, readyTimeout time.Duration, extra ...string) (*cluster, error) {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	admin := make([]byte, 32)
@@ -64,6 +65,7 @@ func startCluster(ctx context.Context, bin, dir string, n int, readyTimeout time
 			"--bootstrap-expect", strconv.Itoa(n), "--join", strings.Join(join, ","), "--issuer", issuer,
 			// Tokens issued early must still be valid when the last check runs.
 			"--access-token-ttl", "24h"}
+		nd.args = append(nd.args, extra...)
 		if err := nd.start(); err != nil {
 			c.stop()
 			return nil, err

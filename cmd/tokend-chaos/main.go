@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,6 +34,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "soak" {
+		return soak(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("tokend-chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg chaos.Config
@@ -85,19 +89,23 @@ func orTenth(n, kills int) int {
 
 // findTokend locates the tokend binary: the explicit path, else a tokend
 // beside the running executable, else tokend on PATH.
-func findTokend(explicit string) (string, error) {
+func findTokend(explicit string) (string, error) { return findBinary("tokend", explicit) }
+
+// findBinary locates the binary name: the explicit path, else one beside
+// the running executable, else name on PATH.
+func findBinary(name, explicit string) (string, error) {
 	if explicit == "" {
 		if exe, err := os.Executable(); err == nil {
-			p := filepath.Join(filepath.Dir(exe), "tokend")
+			p := filepath.Join(filepath.Dir(exe), name)
 			if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
 				return p, nil
 			}
 		}
-		explicit = "tokend"
+		explicit = name
 	}
 	p, err := exec.LookPath(explicit)
 	if err != nil {
-		return "", fmt.Errorf("no tokend binary (%w); build it with make build or pass --tokend", err)
+		return "", fmt.Errorf("no %s binary (%w); build it with make build or pass --%s", name, err, strings.TrimPrefix(name, "tokend-"))
 	}
 	return filepath.Abs(p)
 }
