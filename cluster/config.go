@@ -79,6 +79,7 @@ const (
 	electionTimeout    = 1000 * time.Millisecond
 	leaderLeaseTimeout = 500 * time.Millisecond
 	commitTimeout      = 5 * time.Millisecond
+	logCacheSize       = 512 // raft log entries kept in memory (raft.LogCache)
 
 	// leaseLength is the read lease a leader grants; the holder counts it
 	// from when it sent the request, minus holderMargin.

@@ -187,6 +187,7 @@ func (f *forwarder) send(batch []*fwdCall) {
 		cmds[i] = c.cmd
 	}
 	addr := batch[0].addr
+	f.n.metrics.fwdBatch.Observe(float64(len(batch)))
 	f.n.hop("batch sent")
 	b, safe, err := f.n.rpc.call(f.n.stopCtx, addr, opApplyBatch, encodeBatch(cmds), applyTimeout)
 	var re *rpcError

@@ -23,6 +23,8 @@ type metrics struct {
 	// office wait of a new leader plus waiting for lease holders.
 	visibility prometheus.Histogram
 	forwarded  *prometheus.CounterVec
+	// fwdBatch is how many forwarded writes one batch RPC carried.
+	fwdBatch prometheus.Histogram
 
 	// On the leader: lease renewals granted and refused (by reason).
 	leaseGrants   prometheus.Counter
@@ -50,7 +52,7 @@ func newMetrics(n *Node) *metrics {
 	m.newLeaseMetrics()
 	m.newSnapshotMetrics()
 	m.collectors = append([]prometheus.Collector{
-		m.apply, m.batchSizes, m.visibility, m.forwarded,
+		m.apply, m.batchSizes, m.visibility, m.forwarded, m.fwdBatch,
 		m.leaseGrants, m.leaseRefusals, m.leaseRenewFailures, m.leaseExpiries,
 		m.becameLeader, m.snapCapture, m.snapPersist, m.snapSize,
 	}, nodeCollectors(n)...)
@@ -82,6 +84,11 @@ func (m *metrics) newApplyMetrics() {
 	for _, r := range []string{"ok", "retried", "failed"} {
 		m.forwarded.WithLabelValues(r)
 	}
+	m.fwdBatch = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "tokend_cluster_forward_batch_size",
+		Help:    "On a follower: forwarded writes carried by one batch to the leader (group commit).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 9),
+	})
 }
 
 // newLeaseMetrics creates the read-lease collectors (grants and refusals
