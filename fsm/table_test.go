@@ -131,7 +131,28 @@ func TestSnapshotWhileApplying(t *testing.T) {
 		_, err := snap.WriteTo(&img)
 		done <- err
 	}()
-	apply(w.entries(3000))
+	// Readers run throughout, over overlays and tables alike (for the
+	// race detector: lookups only ever take a shard's read lock).
+	entries := w.entries(3000)
+	hashes := append([]Hash(nil), w.hashes...)
+	stop, readersDone := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(readersDone)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			f.Lookup(hashes[i%len(hashes)], w.now)
+			if i%500 == 0 {
+				f.LiveTokens()
+			}
+		}
+	}()
+	apply(entries)
+	close(stop)
+	<-readersDone
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
