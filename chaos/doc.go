@@ -54,4 +54,22 @@
 // Failover times are measurements, printed, never asserted. The finer
 // linearizability argument is cmd/tokend's TestLinearizability; this
 // package is about durability across many crashes.
+//
+// # Soak
+//
+// Soak (soak.go; tokend-chaos soak, make soak) is the other long run: no
+// faults, but time. It starts the same three nodes with short token
+// lifetimes and a short purge interval, so that tokens expire and are
+// purged many times over and the live population levels off within the
+// first minutes, and drives tokend-bench mixed against all three as a
+// child process, in segments shorter than a token's lifetime
+// (soakload.go). A sampler (sample.go) scrapes every node's /metrics every
+// few seconds: RSS, heap in use, goroutines, live and purged tokens. At the
+// end (soakresult.go) a least-squares line is fitted through each series
+// over the steady part of the run, and the soak fails when memory or
+// goroutines grow beyond the limits of trend.go (both a rate per hour and a
+// share of the level: a short run's GC and scavenger noise must not count
+// as a leak, nor a long run's slow one be excused), when the load saw any
+// error (a soak has no faults to excuse one), or when nothing was purged.
+// docs/RELIABILITY.md (Soak) argues the limits and records the hour.
 package chaos

@@ -21,6 +21,9 @@ const (
 	mGoroutines = "go_goroutines"
 	mLiveTokens = "tokend_live_tokens"
 	mPurged     = "tokend_purged_tokens_total"
+	// Not in /metrics: the two parts of the RSS, from /proc (procRSS).
+	mRSSAnon = "rss_anon_bytes"
+	mRSSFile = "rss_file_bytes"
 )
 
 var sampledMetrics = []string{mRSS, mHeapInuse, mGoroutines, mLiveTokens, mPurged}
@@ -99,6 +102,11 @@ func (s *sampler) sampleAll(ctx context.Context) {
 		if err == nil {
 			m, err = parseMetrics(body, sampledMetrics)
 		}
+		if pid, ok := nd.pid(); ok && err == nil {
+			if anon, file, perr := procRSS(pid); perr == nil {
+				m[mRSSAnon], m[mRSSFile] = anon, file
+			}
+		}
 		t := time.Since(s.t0).Seconds()
 		s.mu.Lock()
 		if err != nil {
@@ -112,6 +120,26 @@ func (s *sampler) sampleAll(ctx context.Context) {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// pid is the node's process id while it runs.
+func (n *node) pid() (int, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil || isClosed(n.exited) {
+		return 0, false
+	}
+	return n.cmd.Process.Pid, true
+}
+
+// dataDir is the node's --data-dir.
+func (n *node) dataDir() string {
+	for i, a := range n.args {
+		if a == "--data-dir" && i+1 < len(n.args) {
+			return n.args[i+1]
+		}
+	}
+	return ""
 }
 
 // get returns a copy of node id's samples of metric name.
@@ -151,7 +179,7 @@ func (s *sampler) writeCSV(path string) error {
 	var b strings.Builder
 	b.WriteString("node,metric,seconds,value\n")
 	for _, nd := range s.c.nodes {
-		for _, m := range sampledMetrics {
+		for _, m := range append(sampledMetrics, mRSSAnon, mRSSFile) {
 			for _, p := range s.byNode[nd.id][m] {
 				fmt.Fprintf(&b, "%s,%s,%.1f,%g\n", nd.id, m, p.t, p.v)
 			}

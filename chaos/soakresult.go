@@ -2,6 +2,8 @@ package chaos
 
 import (
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -30,6 +32,12 @@ type NodeTrend struct {
 	GoroutinesStart, GoroutinesEnd float64
 	LiveMin, LiveMax, LiveEnd      float64 // tokend_live_tokens over the window
 	Purged                         float64 // tokend_purged_tokens_total at the end
+	// Anon and File fit the two parts of the RSS (Linux only; N is 0
+	// elsewhere). Anon is what the memory verdict judges where it exists.
+	Anon, File                  fit
+	AnonStart, AnonEnd, FileEnd float64
+	// DataBytes is the size of the node's data directory at the end.
+	DataBytes int64
 }
 
 // OK says whether the soak passed.
@@ -63,11 +71,16 @@ func (r *SoakResult) judge(cfg SoakConfig, smp *sampler, nodes []*node) {
 		if len(purged) > 0 {
 			t.Purged = purged[len(purged)-1].v
 		}
-		for _, c := range []struct {
-			what string
-			f    fit
-			lim  trendLimit
-		}{{"RSS", t.RSS, cfg.Memory}, {"heap in use", t.Heap, cfg.Memory}, {"goroutines", t.Goroutines, cfg.Goroutines}} {
+		mem := []judged{{"heap in use", t.Heap, cfg.Memory}, {"goroutines", t.Goroutines, cfg.Goroutines}}
+		if anon, file := smp.get(nd.id, mRSSAnon), smp.get(nd.id, mRSSFile); len(window(anon, from)) >= 3 && len(file) > 0 {
+			t.Anon, t.File = leastSquares(window(anon, from)), leastSquares(window(file, from))
+			t.AnonStart, t.AnonEnd, t.FileEnd = anon[0].v, anon[len(anon)-1].v, file[len(file)-1].v
+			mem = append(mem, judged{"anonymous RSS", t.Anon, cfg.Memory})
+		} else {
+			mem = append(mem, judged{"RSS", t.RSS, cfg.Memory})
+		}
+		t.DataBytes = dirSize(nd.dataDir())
+		for _, c := range mem {
 			if bad, why := c.lim.leaks(c.f); bad {
 				r.Problems = append(r.Problems, fmt.Sprintf("%s: %s %s", nd.id, c.what, why))
 			}
@@ -75,6 +88,27 @@ func (r *SoakResult) judge(cfg SoakConfig, smp *sampler, nodes []*node) {
 		r.Nodes = append(r.Nodes, t)
 	}
 	r.judgeLoad(cfg)
+}
+
+// judged is one series the verdict checks.
+type judged struct {
+	what string
+	f    fit
+	lim  trendLimit
+}
+
+// dirSize is the total size of the files under dir (0 when unreadable).
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 func byV(a, b point) int {
@@ -135,9 +169,14 @@ func (r SoakResult) Summary() string {
 		verdict, r.Elapsed.Round(time.Second), r.Bench.Requests, float64(r.Bench.Requests)/max(r.Elapsed.Seconds(), 1),
 		r.Bench.Segments, r.Bench.Errors, errSuffix(r.Bench.ErrorsBy), r.SteadyFrom)
 	for _, t := range r.Nodes {
-		fmt.Fprintf(&b, "  %s: RSS %.1f -> %.1f MiB, slope %+.2f MiB/h (%+.2f MiB over the window); heap in use mean %.1f MiB, slope %+.2f MiB/h; goroutines %.0f -> %.0f, slope %+.1f/h; live tokens %.0f..%.0f (end %.0f); purged %.0f\n",
-			t.ID, t.RSSStart/mib, t.RSSEnd/mib, t.RSS.PerHour()/mib, t.RSS.Growth()/mib, t.Heap.Mean/mib, t.Heap.PerHour()/mib,
-			t.GoroutinesStart, t.GoroutinesEnd, t.Goroutines.PerHour(), t.LiveMin, t.LiveMax, t.LiveEnd, t.Purged)
+		fmt.Fprintf(&b, "  %s: RSS %.1f -> %.1f MiB, slope %+.1f MiB/h (%+.2f MiB over the window)", t.ID, t.RSSStart/mib, t.RSSEnd/mib, t.RSS.PerHour()/mib, t.RSS.Growth()/mib)
+		if t.Anon.N > 0 {
+			fmt.Fprintf(&b, "; anonymous %.1f -> %.1f MiB, slope %+.1f MiB/h (%+.2f MiB); file-backed %.1f MiB at the end, slope %+.1f MiB/h",
+				t.AnonStart/mib, t.AnonEnd/mib, t.Anon.PerHour()/mib, t.Anon.Growth()/mib, t.FileEnd/mib, t.File.PerHour()/mib)
+		}
+		fmt.Fprintf(&b, "\n      heap in use mean %.1f MiB, slope %+.1f MiB/h (%+.2f MiB); goroutines %.0f -> %.0f, slope %+.1f/h; live tokens %.0f..%.0f (end %.0f); purged %.0f; data dir %.1f MiB\n",
+			t.Heap.Mean/mib, t.Heap.PerHour()/mib, t.Heap.Growth()/mib, t.GoroutinesStart, t.GoroutinesEnd, t.Goroutines.PerHour(),
+			t.LiveMin, t.LiveMax, t.LiveEnd, t.Purged, float64(t.DataBytes)/mib)
 	}
 	if r.ScrapeFailures > 0 {
 		fmt.Fprintf(&b, "  /metrics scrapes that failed: %d\n", r.ScrapeFailures)

@@ -31,16 +31,23 @@ tokend_live_tokens 0
 }
 
 // fakeSampler holds a synthetic hour for one node: flat memory, or memory
-// growing by leak bytes per hour.
-func fakeSampler(leak float64, purged float64) (*sampler, []*node) {
+// growing by leak bytes per hour. With proc, the RSS is split into an
+// anonymous part (which leaks) and a file-backed part growing by file
+// bytes per hour (the Raft log's memory map, the executable's pages).
+func fakeSampler(leak, file, purged float64, proc bool) (*sampler, []*node) {
 	nd := &node{id: "node1"}
 	s := &sampler{c: &cluster{nodes: []*node{nd}}, byNode: map[string]series{"node1": {}}}
 	const MiB = 1 << 20
-	rss := rssLike(11, time.Hour, 40*MiB, 3*MiB, 1*MiB, 0, leak)
+	anon := rssLike(11, time.Hour, 20*MiB, 3*MiB, 1*MiB, 0, leak)
 	heap := rssLike(12, time.Hour, 10*MiB, 3*MiB, 0.5*MiB, 0, leak)
-	for i, p := range rss {
+	for i, p := range anon {
 		ser := s.byNode["node1"]
-		ser[mRSS] = append(ser[mRSS], p)
+		f := 20*MiB + file*p.t/3600
+		ser[mRSS] = append(ser[mRSS], point{p.t, p.v + f})
+		if proc {
+			ser[mRSSAnon] = append(ser[mRSSAnon], p)
+			ser[mRSSFile] = append(ser[mRSSFile], point{p.t, f})
+		}
 		ser[mHeapInuse] = append(ser[mHeapInuse], heap[i])
 		ser[mGoroutines] = append(ser[mGoroutines], point{p.t, 40})
 		ser[mLiveTokens] = append(ser[mLiveTokens], point{p.t, 5000})
@@ -53,21 +60,26 @@ func TestSoakJudge(t *testing.T) {
 	cfg := DefaultSoakConfig(time.Hour)
 	ok := benchTotals{Segments: 60, Requests: 1_000_000}
 	cases := []struct {
-		name   string
-		leak   float64
-		purged float64
-		bench  benchTotals
-		want   string // a problem that must be reported; "" for a pass
+		name       string
+		leak, file float64
+		purged     float64
+		proc       bool
+		bench      benchTotals
+		want       string // a problem that must be reported; "" for a pass
 	}{
-		{"flat, purged, no errors", 0, 1e5, ok, ""},
-		{"leaking", 64 << 20, 1e5, ok, "RSS grows"},
-		{"errors", 0, 1e5, benchTotals{Segments: 60, Requests: 1_000_000, Errors: 3, ErrorsBy: map[string]int64{"500": 3}}, "3 errors: 500=3"},
-		{"nothing purged", 0, 0, ok, "no expired token was purged"},
-		{"a segment failed", 0, 1e5, benchTotals{Segments: 60, Requests: 1_000_000, Failed: []string{"segment 7: exit status 1"}}, "segment 7"},
+		{"flat, purged, no errors", 0, 0, 1e5, true, ok, ""},
+		{"flat without /proc", 0, 0, 1e5, false, ok, ""},
+		{"leaking", 64 << 20, 0, 1e5, true, ok, "anonymous RSS grows"},
+		{"leaking without /proc", 64 << 20, 0, 1e5, false, ok, "node1: RSS grows"},
+		{"file-backed pages paged in", 0, 32 << 20, 1e5, true, ok, ""},
+		{"file-backed growth without /proc", 0, 32 << 20, 1e5, false, ok, "node1: RSS grows"},
+		{"errors", 0, 0, 1e5, true, benchTotals{Segments: 60, Requests: 1_000_000, Errors: 3, ErrorsBy: map[string]int64{"500": 3}}, "3 errors: 500=3"},
+		{"nothing purged", 0, 0, 0, true, ok, "no expired token was purged"},
+		{"a segment failed", 0, 0, 1e5, true, benchTotals{Segments: 60, Requests: 1_000_000, Failed: []string{"segment 7: exit status 1"}}, "segment 7"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			smp, nodes := fakeSampler(c.leak, c.purged)
+			smp, nodes := fakeSampler(c.leak, c.file, c.purged, c.proc)
 			res := SoakResult{Bench: c.bench, Elapsed: time.Hour}
 			res.judge(cfg, smp, nodes)
 			sum := res.Summary()
@@ -87,5 +99,16 @@ func TestSoakJudge(t *testing.T) {
 				t.Fatalf("summary:\n%s", sum)
 			}
 		})
+	}
+}
+
+func TestParseProcStatus(t *testing.T) {
+	b := []byte("Name:\ttokend\nVmRSS:\t   38364 kB\nRssAnon:\t   15312 kB\nRssFile:\t   23052 kB\nRssShmem:\t       0 kB\n")
+	anon, file, err := parseProcStatus(b)
+	if err != nil || anon != 15312*1024 || file != 23052*1024 {
+		t.Fatalf("anon %v file %v err %v", anon, file, err)
+	}
+	if _, _, err := parseProcStatus([]byte("VmRSS:\t 1 kB\n")); err == nil {
+		t.Fatal("a status without RssAnon was accepted")
 	}
 }
