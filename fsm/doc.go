@@ -104,18 +104,18 @@
 //     set, and the token list is allocated at its exact size. Tenant and
 //     user name stay inline string headers: moving them to a shared entry
 //     saved 8 bytes per token but cost every lookup a cache miss (about
-//     15 % of a prehashed lookup at 1 M tokens). There is no map of grants by
-//     id: the client lists reach every grant, and only a restore needs
-//     ids, in a map it drops when done.
+//     15 % of a prehashed lookup at 1 M tokens). There is no map of
+//     grants by id: the client lists reach every grant, and only a restore
+//     needs ids, in a map it drops when done.
 //   - A snapshot copies no table. It takes a reference on each shard's
 //     table (table.shared); while one is held the table is immutable, and
 //     Apply records its changes to that shard in an overlay map, which
 //     readers consult first. After Release the shard's next change folds
 //     the overlay back. The overlay costs what was changed during the
 //     stream (a token issued and revoked meanwhile leaves nothing), not
-//     the size of the state, and a snapshot taken while an overlay exists
-//     folds it into a copy first, so every image is one immutable table
-//     per shard. A snapshot that is never released must not make overlays
+//     the size of the state. A snapshot taken while an overlay exists
+//     folds it in first (into a copy, if an earlier snapshot still reads
+//     the table), so every image is one immutable table per shard. A snapshot that is never released must not make overlays
 //     grow without bound: past a quarter of the table's slots the shard
 //     copies its table instead (plain copy-on-write), which costs at most
 //     one copy of the index per unreleased snapshot.
