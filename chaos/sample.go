@@ -187,3 +187,33 @@ func (s *sampler) writeCSV(path string) error {
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o600)
 }
+
+// parseProcStatus reads RssAnon and RssFile out of a /proc/<pid>/status.
+func parseProcStatus(b []byte) (anon, file float64, err error) {
+	var seen int
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (k != "RssAnon" && k != "RssFile") {
+			continue
+		}
+		f := strings.Fields(v) // "15312 kB"
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, 0, fmt.Errorf("/proc status %s: %q", k, v)
+		}
+		n, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc status %s: %w", k, err)
+		}
+		if k == "RssAnon" {
+			anon = float64(n) * 1024
+		} else {
+			file = float64(n) * 1024
+		}
+		seen++
+	}
+	if seen != 2 {
+		return 0, 0, fmt.Errorf("/proc status: RssAnon and RssFile not both found")
+	}
+	return anon, file, sc.Err()
+}
