@@ -381,8 +381,12 @@ func (n *Node) memberMeta(id string) (nodeMeta, bool) {
 
 // ReadReady returns nil when this node may answer validations from local
 // memory right now: it is the leader and has applied its term's barrier,
-// or it holds an unexpired read lease from a leader.
+// or it holds an unexpired read lease from a leader. While writes to
+// raft.db fail it returns "disk: <error>" (diskhealth.go).
 func (n *Node) ReadReady() error {
+	if err := n.disk.check(); err != nil {
+		return err
+	}
 	if n.raft.State() == raft.Leader {
 		ls := n.leader.Load()
 		if ls != nil && ls.term == n.raft.CurrentTerm() && ls.mayServe(n.sinceStart()) && ls.isReady() {

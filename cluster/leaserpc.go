@@ -111,6 +111,12 @@ func (n *Node) leaseLoop() {
 		if n.raft.State() == raft.Leader {
 			continue
 		}
+		if n.disk.check() != nil {
+			// raft.db takes no writes, so this node applies nothing new:
+			// a renewed lease (granted at the floor) would hold back every
+			// acknowledgement that waits for it (diskhealth.go).
+			continue
+		}
 		addr := n.leaderAddr()
 		if addr == "" {
 			continue

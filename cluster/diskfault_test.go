@@ -1,0 +1,251 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/tokend/tokend/fsm"
+)
+
+// errDiskFull is what a full disk's write returns.
+var errDiskFull error = &fs.PathError{Op: "write", Path: "raft.db", Err: syscall.ENOSPC}
+
+// failDisk makes every write of tn to raft.db fail with err (nil: succeed
+// again).
+func (tn *testNode) failDisk(err error) {
+	if err == nil {
+		tn.disk.inject.Store(nil)
+		return
+	}
+	tn.disk.inject.Store(&err)
+}
+
+// writers apply fresh tokens through every node until stopped, and keep
+// the ones acknowledged.
+type writers struct {
+	stopCh chan struct{}
+	wg     sync.WaitGroup
+	seq    atomic.Int64
+	mu     sync.Mutex
+	acked  []string
+	spans  [][2]time.Time // when each acknowledged write started and ended
+	failed int
+}
+
+func startWriters(nodes []*testNode) *writers {
+	w := &writers{stopCh: make(chan struct{})}
+	for _, n := range nodes {
+		for range 2 {
+			w.wg.Add(1)
+			go w.run(n)
+		}
+	}
+	return w
+}
+
+func (w *writers) run(n *testNode) {
+	defer w.wg.Done()
+	for {
+		select {
+		case <-w.stopCh:
+			return
+		default:
+		}
+		tok := fmt.Sprintf("at_disk_%s_%d", n.cfg.NodeID, w.seq.Add(1))
+		start := time.Now()
+		res, err := n.Apply(context.Background(), issueCmd("c1", tok))
+		w.mu.Lock()
+		if err == nil && res.Outcome == fsm.OK {
+			w.acked = append(w.acked, tok)
+			w.spans = append(w.spans, [2]time.Time{start, time.Now()})
+		} else {
+			w.failed++
+		}
+		w.mu.Unlock()
+		if err != nil {
+			time.Sleep(20 * time.Millisecond) // pacing after a failure, not synchronisation
+		}
+	}
+}
+
+func (w *writers) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.acked)
+}
+
+// waitAcks waits until k more writes have been acknowledged.
+func (w *writers) waitAcks(t *testing.T, k int, what string) {
+	t.Helper()
+	target := w.count() + k
+	eventually(t, 60*time.Second, what, func() bool { return w.count() >= target })
+}
+
+func (w *writers) stop() []string {
+	close(w.stopCh)
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.acked...)
+}
+
+// checkAcked waits until every node holds every acknowledged token.
+func checkAcked(t *testing.T, nodes []*testNode, acked []string, when string) {
+	t.Helper()
+	for _, n := range nodes {
+		eventually(t, 60*time.Second, when+": every acknowledged write on "+n.cfg.NodeID, func() bool {
+			for _, tok := range acked {
+				if !valid(n.cfg.FSM, tok) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+}
+
+// restartAll stops every node and starts it again from its data
+// directory with an empty state machine.
+func restartAll(t *testing.T, nodes []*testNode) {
+	t.Helper()
+	for _, n := range nodes {
+		n.stop(t)
+	}
+	for i, n := range nodes {
+		cfg := n.cfg
+		cfg.FSM = fsm.New()
+		nodes[i] = startTestNode(t, cfg)
+	}
+	waitAllReady(t, nodes)
+}
+
+func diskFaultReported(n *testNode) bool {
+	err := n.ReadReady()
+	st := n.Status()
+	return err != nil && strings.HasPrefix(err.Error(), "disk: ") && strings.Contains(err.Error(), "no space left on device") &&
+		st.DiskFault != nil && !st.ReadReady && strings.Contains(st.DiskFault.Error, "no space left on device")
+}
+
+// TestDiskFaultLeader: the leader's raft.db stops taking writes under a
+// write load through every node. Writes fail or are acknowledged; the
+// leader steps down and says why; every acknowledged write is on every
+// node once the disk recovers, and again after all restart from disk.
+func TestDiskFaultLeader(t *testing.T) {
+	nodes, _ := startCluster(t, 3, time.Hour)
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.failDisk(nil) // before the nodes stop: a blocked term write would hold Shutdown
+		}
+	})
+	leader, _ := leaderOf(t, nodes)
+	mustApply(t, leader.Node, putClientCmd("c1"))
+	w := startWriters(nodes)
+	w.waitAcks(t, 20, "writes before the fault")
+
+	leader.failDisk(errDiskFull)
+	eventually(t, 60*time.Second, "the leader reporting the disk fault", func() bool { return diskFaultReported(leader) })
+	eventually(t, 60*time.Second, "another leader", func() bool {
+		for _, n := range nodes {
+			if n != leader && n.raft.State() == raft.Leader {
+				return true
+			}
+		}
+		return false
+	})
+	w.waitAcks(t, 20, "writes on the healthy majority")
+	if leader.raft.State() == raft.Leader || !diskFaultReported(leader) {
+		t.Fatalf("the node with the failing disk leads or stopped saying why: %+v", leader.Status())
+	}
+
+	leader.failDisk(nil)
+	eventually(t, 60*time.Second, "the node recovering", func() bool { return leader.ReadReady() == nil })
+	if st := leader.Status(); st.DiskFault != nil {
+		t.Fatalf("disk fault still reported after recovery: %+v", st.DiskFault)
+	}
+	w.waitAcks(t, 10, "writes after recovery")
+	acked := w.stop()
+	t.Logf("%d writes acknowledged, %d failed", len(acked), w.failed)
+	checkAcked(t, nodes, acked, "after recovery")
+	restartAll(t, nodes)
+	checkAcked(t, nodes, acked, "after a restart")
+}
+
+// TestDiskFaultFollower: a follower's failing disk costs the cluster
+// nothing acknowledged; the follower stops serving reads, says why, and
+// catches up once the disk recovers.
+func TestDiskFaultFollower(t *testing.T) {
+	nodes, _ := startCluster(t, 3, time.Hour)
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.failDisk(nil)
+		}
+	})
+	leader, followers := leaderOf(t, nodes)
+	mustApply(t, leader.Node, putClientCmd("c1"))
+	w := startWriters(nodes)
+	w.waitAcks(t, 20, "writes before the fault")
+
+	f := followers[0]
+	f.failDisk(errDiskFull)
+	eventually(t, 60*time.Second, "the follower reporting the disk fault", func() bool { return diskFaultReported(f) })
+	t.Logf("fault reported")
+	w.waitAcks(t, 20, "writes with a follower's disk failing")
+	t.Logf("writes continue")
+	if !diskFaultReported(f) {
+		t.Fatalf("the follower stopped reporting its disk fault: %+v", f.Status())
+	}
+
+	f.failDisk(nil)
+	eventually(t, 60*time.Second, "the follower recovering", func() bool { return f.ReadReady() == nil })
+	t.Logf("recovered")
+	w.waitAcks(t, 10, "writes after recovery")
+	acked := w.stop()
+	t.Logf("%d writes acknowledged, %d failed", len(acked), w.failed)
+	checkAcked(t, nodes, acked, "after recovery")
+	restartAll(t, nodes)
+	checkAcked(t, nodes, acked, "after a restart")
+}
+
+// TestDiskFaultSingleNode: alone, a node whose disk fills acknowledges
+// nothing more, and serves again by itself once writes succeed.
+func TestDiskFaultSingleNode(t *testing.T) {
+	cfg := newTestCfg(t, "n1", t.TempDir(), nil)
+	n := startTestNode(t, cfg)
+	t.Cleanup(func() { n.failDisk(nil) })
+	if err := n.WaitReady(ctxT(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, n.Node, putClientCmd("c1"))
+	w := startWriters([]*testNode{n})
+	w.waitAcks(t, 20, "writes before the fault")
+	n.failDisk(errDiskFull)
+	eventually(t, 60*time.Second, "the node reporting the disk fault", func() bool { return diskFaultReported(n) })
+	faultSeen := time.Now()
+	if _, err := n.Apply(ctxT(t, 10*time.Second), issueCmd("c1", "at_disk_probe")); err == nil {
+		t.Fatal("a write was acknowledged while the disk fails")
+	}
+	if !diskFaultReported(n) {
+		t.Fatalf("the node stopped reporting its disk fault: %+v", n.Status())
+	}
+	cleared := time.Now()
+	n.failDisk(nil)
+	eventually(t, 60*time.Second, "the node recovering", func() bool { return n.ReadReady() == nil })
+	w.waitAcks(t, 10, "writes after recovery")
+	acked := w.stop()
+	for _, sp := range w.spans {
+		if sp[0].After(faultSeen) && sp[1].Before(cleared) {
+			t.Fatalf("a write that started %v after the fault was reported was acknowledged before it cleared", sp[0].Sub(faultSeen))
+		}
+	}
+	restartAll(t, []*testNode{n})
+	checkAcked(t, []*testNode{n}, acked, "after a restart")
+}
