@@ -197,16 +197,13 @@ func TestDiskFaultFollower(t *testing.T) {
 	f := followers[0]
 	f.failDisk(errDiskFull)
 	eventually(t, 60*time.Second, "the follower reporting the disk fault", func() bool { return diskFaultReported(f) })
-	t.Logf("fault reported")
 	w.waitAcks(t, 20, "writes with a follower's disk failing")
-	t.Logf("writes continue")
 	if !diskFaultReported(f) {
 		t.Fatalf("the follower stopped reporting its disk fault: %+v", f.Status())
 	}
 
 	f.failDisk(nil)
 	eventually(t, 60*time.Second, "the follower recovering", func() bool { return f.ReadReady() == nil })
-	t.Logf("recovered")
 	w.waitAcks(t, 10, "writes after recovery")
 	acked := w.stop()
 	t.Logf("%d writes acknowledged, %d failed", len(acked), w.failed)

@@ -152,4 +152,36 @@
 // values: heartbeatTimeout, electionTimeout and leaderLeaseTimeout are
 // generous enough that loopback CI with -race on two busy cores does not
 // flap; failover with writes resuming takes about 3-4 s in tests.
+//
+// # Disk faults
+//
+// Nothing is acknowledged that is not on the disks of a quorum: Raft
+// counts an entry towards the commit only once StoreLogs returned, and a
+// leader whose StoreLogs fails (a full disk, a failed fsync) answers the
+// waiting writes with the error and steps down; a follower whose append
+// fails answers it with a failure. Every raft.db write goes through
+// healthStore (diskhealth.go): while the last one failed, ReadReady returns
+// "disk: <op>: <error>" (so /readyz answers 503 with it), Status carries
+// disk_fault, the log says it once per change, and the node asks for no
+// read lease (a holder that cannot apply would hold back every
+// acknowledgement waiting for it). The next write that succeeds clears the
+// condition. Raft panics when it cannot persist a new term, and failing
+// the write would let a restarted node vote twice in one term, so a failing
+// term or vote write is retried every stableRetry instead: the node stops
+// answering Raft (like a paused process, which the argument above covers)
+// and carries on when the disk takes writes again; Shutdown then returns
+// only when its context ends. Pipelined replication is off
+// (MaxRPCsInFlight 1): hashicorp/raft#612 wedges replication to a follower
+// for good after it answered one append with a failure.
+//
+// At start-up (startcheck.go) raft.db is opened only if its pages lie
+// within the file (bbolt would fault on a truncated one) and every log
+// entry decodes; a panic or memory fault inside bbolt becomes an error.
+// Raft would skip a snapshot whose meta.json it cannot read, fall back to
+// an older snapshot when one fails its CRC or the state machine's restore,
+// and then panic (or start empty) when the log no longer continues from
+// it. The node refuses to start instead, whenever the restored snapshot
+// plus the log would not reach every index a snapshot directory or the log
+// reached, with an error naming each unusable file; a fall-back the log
+// does cover is allowed.
 package cluster
