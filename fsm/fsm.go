@@ -123,7 +123,10 @@ func (f *FSM) internPtr(s string) *string {
 	if p, ok := f.ptrs[s]; ok {
 		return p
 	}
-	p := &s
+	// Not &s: taking the parameter's address would move it to the heap
+	// on every call, hits included.
+	p := new(string)
+	*p = s
 	f.ptrs[s] = p
 	return p
 }
