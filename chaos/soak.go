@@ -55,7 +55,7 @@ func DefaultSoakConfig(d time.Duration) SoakConfig {
 		Segment: 60 * time.Second,
 		Rate:    300, Concurrency: 16, PoolTokens: 2000, Mix: "validate=95,issue=4,revoke=1",
 		SampleEvery: 5 * time.Second, SteadyAfter: 0.4,
-		Memory:     trendLimit{PerHour: 16 << 20, Fraction: 0.05, Unit: " MiB", Scale: mib},
+		Memory:     trendLimit{PerHour: 16 << 20, Fraction: 0.25, Unit: " MiB", Scale: mib},
 		Goroutines: trendLimit{PerHour: 0, Fraction: 0.10, Min: 10},
 		Timeout:    2 * time.Minute,
 	}

@@ -55,14 +55,18 @@ func TestTrendLimitMemory(t *testing.T) {
 		ps    []point
 		leaks bool
 	}{
-		{"hour flat noisy", time.Hour, rssLike(1, time.Hour, 40*MiB, 3*MiB, 1*MiB, 0, 0), false},
-		{"hour flat with a scavenger drop", time.Hour, rssLike(2, time.Hour, 40*MiB, 3*MiB, 1*MiB, 4*MiB, 0), false},
-		{"hour slow drift under the limit", time.Hour, rssLike(3, time.Hour, 40*MiB, 3*MiB, 1*MiB, 0, 8*MiB), false},
-		{"hour leak of 32 MiB/h", time.Hour, rssLike(4, time.Hour, 40*MiB, 3*MiB, 1*MiB, 0, 32*MiB), true},
-		{"hour leak of 20 MiB/h", time.Hour, rssLike(5, time.Hour, 40*MiB, 3*MiB, 1*MiB, 0, 20*MiB), true},
-		{"5 min flat noisy", 5 * time.Minute, rssLike(6, 5*time.Minute, 40*MiB, 3*MiB, 1*MiB, 0, 0), false},
-		{"5 min leak of 200 MiB/h", 5 * time.Minute, rssLike(7, 5*time.Minute, 40*MiB, 3*MiB, 1*MiB, 0, 200*MiB), true},
-		{"5 min shrinking", 5 * time.Minute, rssLike(8, 5*time.Minute, 40*MiB, 3*MiB, 1*MiB, 0, -100*MiB), false},
+		// The shapes of a soak's nodes (docs/RELIABILITY.md, Soak): anonymous
+		// RSS about 17 MiB, heap in use about 10 MiB swinging by 4 MiB
+		// between collections.
+		{"hour flat noisy", time.Hour, rssLike(1, time.Hour, 10*MiB, 4*MiB, 1*MiB, 0, 0), false},
+		{"hour flat with a scavenger drop", time.Hour, rssLike(2, time.Hour, 17*MiB, 3*MiB, 1*MiB, 4*MiB, 0), false},
+		{"hour slow drift under the limit", time.Hour, rssLike(3, time.Hour, 17*MiB, 3*MiB, 1*MiB, 0, 8*MiB), false},
+		{"hour leak of 32 MiB/h", time.Hour, rssLike(4, time.Hour, 17*MiB, 3*MiB, 1*MiB, 0, 32*MiB), true},
+		{"hour leak of 20 MiB/h", time.Hour, rssLike(5, time.Hour, 10*MiB, 4*MiB, 1*MiB, 0, 20*MiB), true},
+		{"5 min flat noisy", 5 * time.Minute, rssLike(6, 5*time.Minute, 10*MiB, 4*MiB, 1*MiB, 0, 0), false},
+		{"5 min leak of 200 MiB/h", 5 * time.Minute, rssLike(7, 5*time.Minute, 17*MiB, 3*MiB, 1*MiB, 0, 200*MiB), true},
+		{"5 min drift of 30 MiB/h", 5 * time.Minute, rssLike(9, 5*time.Minute, 17*MiB, 3*MiB, 1*MiB, 0, 30*MiB), false},
+		{"5 min shrinking", 5 * time.Minute, rssLike(8, 5*time.Minute, 17*MiB, 3*MiB, 1*MiB, 0, -100*MiB), false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -102,5 +106,27 @@ func TestWindow(t *testing.T) {
 	}
 	if w := window(ps, 11); w != nil {
 		t.Fatalf("window past the end: %v", w)
+	}
+}
+
+// TestTrendLimitManySeeds checks the verdicts are not one seed's luck: a
+// flat series never fails and a leak always does, for many noise draws.
+func TestTrendLimitManySeeds(t *testing.T) {
+	lim := DefaultSoakConfig(time.Hour).Memory
+	const MiB = 1 << 20
+	for seed := uint64(100); seed < 200; seed++ {
+		for _, d := range []time.Duration{5 * time.Minute, time.Hour} {
+			from := 0.4 * d.Seconds()
+			if bad, why := lim.leaks(leastSquares(window(rssLike(seed, d, 10*MiB, 4*MiB, 1*MiB, 0, 0), from))); bad {
+				t.Fatalf("seed %d, %v: flat series flagged: %s", seed, d, why)
+			}
+			leak := 32.0 * MiB
+			if d < time.Hour {
+				leak = 200 * MiB
+			}
+			if bad, _ := lim.leaks(leastSquares(window(rssLike(seed, d, 17*MiB, 3*MiB, 1*MiB, 0, leak), from))); !bad {
+				t.Fatalf("seed %d, %v: a leak of %.0f MiB/h not flagged", seed, d, leak/MiB)
+			}
+		}
 	}
 }
