@@ -115,17 +115,19 @@ func (s *shard) put(k key, r record) {
 // the shard.
 func (s *shard) putNew(k key, r record, hint int) bool {
 	t := s.writable()
-	if t == nil || t.find(&k) >= 0 {
+	if t == nil {
 		return false
 	}
 	sl, side := encode(k, r)
+	if !t.addNew(sl, hint) {
+		return false
+	}
 	if side {
 		if t.side == nil {
 			t.side = make(map[key]sideRec)
 		}
 		t.side[k] = sideRec{scope: r.scope, expiresAt: r.expiresAt}
 	}
-	t.add(sl, hint)
 	s.n++
 	return true
 }

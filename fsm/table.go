@@ -170,10 +170,17 @@ func (t *table) put(k key, r record) {
 	t.add(s, 0)
 }
 
-// add inserts s, known absent, growing the table first if it is full: by
-// half, or towards hint records (at most fourfold at a time, so a hint
-// from an untrusted image cannot allocate ahead of the records).
+// add inserts s, known absent.
 func (t *table) add(s slot, hint int) {
+	t.reserve(hint)
+	t.insert(s)
+	t.n++
+}
+
+// reserve makes room for one more record, growing the table if it is
+// full: by half, or towards hint records (at most fourfold at a time, so a
+// hint from an untrusted image cannot allocate ahead of the records).
+func (t *table) reserve(hint int) {
 	if (t.n+1)*maxLoadDen > len(t.slots)*maxLoadNum {
 		size := len(t.slots) + len(t.slots)/2
 		if want := hint * maxLoadDen / maxLoadNum; want > size {
@@ -181,16 +188,48 @@ func (t *table) add(s slot, hint int) {
 		}
 		t.resize(size)
 	}
-	t.insert(s)
-	t.n++
+}
+
+// addNew inserts s unless its key is there, in one probe: in Robin Hood
+// order the key can only sit before the first entry nearer its home than
+// it would be, which is where s goes.
+func (t *table) addNew(s slot, hint int) bool {
+	t.reserve(hint)
+	n := len(t.slots)
+	i := t.home(&s.k)
+	for d := 0; ; d++ {
+		cur := &t.slots[i]
+		if cur.packed&flagUsed == 0 {
+			*cur = s
+			t.n++
+			return true
+		}
+		if cur.k == s.k {
+			return false
+		}
+		if cd := t.dist(i); cd < d {
+			s, *cur = *cur, s
+			if i++; i == n {
+				i = 0
+			}
+			t.insertFrom(s, i, cd+1)
+			t.n++
+			return true
+		}
+		if i++; i == n {
+			i = 0
+		}
+	}
 }
 
 // insert places s, known absent, Robin Hood style: it takes the slot of
 // any entry nearer its home than s is, and carries that entry on.
-func (t *table) insert(s slot) {
+func (t *table) insert(s slot) { t.insertFrom(s, t.home(&s.k), 0) }
+
+// insertFrom goes on placing s from slot i, d slots past its home.
+func (t *table) insertFrom(s slot, i, d int) {
 	n := len(t.slots)
-	i := t.home(&s.k)
-	for d := 0; ; d++ {
+	for ; ; d++ {
 		cur := &t.slots[i]
 		if cur.packed&flagUsed == 0 {
 			*cur = s

@@ -296,3 +296,40 @@ func TestRestoreRejectsUnknownKind(t *testing.T) {
 		}
 	}
 }
+
+// TestTableAddNew: addNew, restore's one-probe insert, adds what is new
+// and refuses what is there, in any order and across growth.
+func TestTableAddNew(t *testing.T) {
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	tab := newTable(0)
+	g := &grant{id: 1}
+	var keys []key
+	for i := 0; i < 20000; i++ {
+		var k key
+		if i%5 == 4 {
+			k = keys[rng.IntN(len(keys))]
+		} else {
+			for j := range k {
+				k[j] = byte(rng.Uint32())
+			}
+			if i%3 == 0 {
+				k[8] = 0 // crowd some homes together
+			}
+		}
+		s, _ := encode(k, record{grant: g, kind: KindAccess, issuedAt: int64(i), expiresAt: int64(i) + 9})
+		if got, want := tab.addNew(s, 1000), i%5 != 4; got != want {
+			t.Fatalf("%d: addNew = %v, want %v", i, got, want)
+		}
+		if i%5 != 4 {
+			keys = append(keys, k)
+		}
+	}
+	if tab.n != len(keys) {
+		t.Fatalf("n = %d, want %d", tab.n, len(keys))
+	}
+	for i, k := range keys {
+		if r, ok := tab.get(&k); !ok || r.expiresAt-r.issuedAt != 9 {
+			t.Fatalf("key %d: %+v %v", i, r, ok)
+		}
+	}
+}
