@@ -38,8 +38,10 @@ type SoakConfig struct {
 	// SteadyAfter is the fraction of the run after which the population
 	// is steady; the trends are fitted over the rest.
 	SteadyAfter float64
-	// Memory and Goroutines are the leak limits (trendLimit).
-	Memory, Goroutines trendLimit
+	// Memory, Goroutines and LiveTokens are the limits on growth over the
+	// steady window (trendLimit); live tokens growing means expired ones
+	// are not all purged.
+	Memory, Goroutines, LiveTokens trendLimit
 	// Timeout bounds the cluster's start.
 	Timeout time.Duration
 	// Log receives progress lines; nil for none.

@@ -71,7 +71,8 @@ func (r *SoakResult) judge(cfg SoakConfig, smp *sampler, nodes []*node) {
 		if len(purged) > 0 {
 			t.Purged = purged[len(purged)-1].v
 		}
-		mem := []judged{{"heap in use", t.Heap, cfg.Memory}, {"goroutines", t.Goroutines, cfg.Goroutines}}
+		mem := []judged{{"heap in use", t.Heap, cfg.Memory}, {"goroutines", t.Goroutines, cfg.Goroutines},
+			{"live tokens", leastSquares(live), cfg.LiveTokens}}
 		if anon, file := smp.get(nd.id, mRSSAnon), smp.get(nd.id, mRSSFile); len(window(anon, from)) >= 3 && len(file) > 0 {
 			t.Anon, t.File = leastSquares(window(anon, from)), leastSquares(window(file, from))
 			t.AnonStart, t.AnonEnd, t.FileEnd = anon[0].v, anon[len(anon)-1].v, file[len(file)-1].v

@@ -35,6 +35,10 @@ tokend_live_tokens 0
 // anonymous part (which leaks) and a file-backed part growing by file
 // bytes per hour (the Raft log's memory map, the executable's pages).
 func fakeSampler(leak, file, purged float64, proc bool) (*sampler, []*node) {
+	growing := 0.0
+	if purged < 0 { // purges that keep up with only part of the expiries
+		growing, purged = 5, 1e5
+	}
 	nd := &node{id: "node1"}
 	s := &sampler{c: &cluster{nodes: []*node{nd}}, byNode: map[string]series{"node1": {}}}
 	const MiB = 1 << 20
@@ -50,7 +54,7 @@ func fakeSampler(leak, file, purged float64, proc bool) (*sampler, []*node) {
 		}
 		ser[mHeapInuse] = append(ser[mHeapInuse], heap[i])
 		ser[mGoroutines] = append(ser[mGoroutines], point{p.t, 40})
-		ser[mLiveTokens] = append(ser[mLiveTokens], point{p.t, 5000})
+		ser[mLiveTokens] = append(ser[mLiveTokens], point{p.t, 5000 + growing*p.t})
 		ser[mPurged] = append(ser[mPurged], point{p.t, purged * p.t / 3600})
 	}
 	return s, []*node{nd}
@@ -69,12 +73,13 @@ func TestSoakJudge(t *testing.T) {
 	}{
 		{"flat, purged, no errors", 0, 0, 1e5, true, ok, ""},
 		{"flat without /proc", 0, 0, 1e5, false, ok, ""},
-		{"leaking", 64 << 20, 0, 1e5, true, ok, "anonymous RSS grows"},
-		{"leaking without /proc", 64 << 20, 0, 1e5, false, ok, "node1: RSS grows"},
+		{"leaking", 64 << 20, 0, 1e5, true, ok, "anonymous RSS grew"},
+		{"leaking without /proc", 64 << 20, 0, 1e5, false, ok, "node1: RSS grew"},
 		{"file-backed pages paged in", 0, 32 << 20, 1e5, true, ok, ""},
-		{"file-backed growth without /proc", 0, 32 << 20, 1e5, false, ok, "node1: RSS grows"},
+		{"file-backed growth without /proc", 0, 32 << 20, 1e5, false, ok, "node1: RSS grew"},
 		{"errors", 0, 0, 1e5, true, benchTotals{Segments: 60, Requests: 1_000_000, Errors: 3, ErrorsBy: map[string]int64{"500": 3}}, "3 errors: 500=3"},
 		{"nothing purged", 0, 0, 0, true, ok, "no expired token was purged"},
+		{"live tokens growing", 0, 0, -1, true, ok, "live tokens grew"},
 		{"a segment failed", 0, 0, 1e5, true, benchTotals{Segments: 60, Requests: 1_000_000, Failed: []string{"segment 7: exit status 1"}}, "segment 7"},
 	}
 	for _, c := range cases {

@@ -88,7 +88,7 @@ func (lim trendLimit) leaks(f fit) (bool, string) {
 	if sc == 0 {
 		sc = 1
 	}
-	return true, fmt.Sprintf("grows %.1f%s over %s (%.1f%% of its mean %.1f%s; %.1f%s per hour extrapolated; limits %.1f%s per hour and %.0f%%)",
+	return true, fmt.Sprintf("grew %.1f%s over %s (%.1f%% of its mean %.1f%s; %.1f%s per hour extrapolated; limits %.1f%s per hour and %.0f%%)",
 		g/sc, lim.Unit, time.Duration((f.To-f.From)*float64(time.Second)).Round(time.Second), 100*g/math.Abs(f.Mean), f.Mean/sc, lim.Unit,
 		f.PerHour()/sc, lim.Unit, lim.PerHour/sc, lim.Unit, 100*lim.Fraction)
 }
