@@ -32,8 +32,8 @@ import (
 // recoveryHint ends every start-up refusal.
 const recoveryHint = " (move the data directory aside and restore a backup, or let the node rejoin empty: docs/RECOVERY.md)"
 
-// openRaftDB opens raft.db after checking that it is whole: its pages
-// within the file, bbolt's structures readable, every log entry decodable.
+// openRaftDB opens raft.db after checking that its pages lie within the
+// file; newStartCheck then reads every log entry.
 func openRaftDB(path string) (*raftboltdb.BoltStore, error) {
 	if err := checkBoltFile(path); err != nil {
 		return nil, err
@@ -44,10 +44,6 @@ func openRaftDB(path string) (*raftboltdb.BoltStore, error) {
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cluster: %s: %w%s", path, err, recoveryHint)
-	}
-	if err := guardFaults(func() error { return checkLogs(store) }); err != nil {
-		store.Close()
 		return nil, fmt.Errorf("cluster: %s: %w%s", path, err, recoveryHint)
 	}
 	return store, nil
@@ -89,23 +85,20 @@ func checkBoltFile(path string) error {
 
 // checkLogs reads every log entry once: bolt has no checksums on its data
 // pages, so this is what finds garbage in them before raft would panic on
-// it in the middle of applying.
-func checkLogs(store *raftboltdb.BoltStore) error {
-	first, err := store.FirstIndex()
-	if err != nil {
-		return err
-	}
-	last, err := store.LastIndex()
-	if err != nil {
-		return err
-	}
+// it in the middle of applying. An index without an entry is not an error
+// by itself (a restored backup's snapshot takes an index of its own and
+// no entry); covers counts it.
+func (sc *startCheck) checkLogs(logs raft.LogStore) error {
 	var l raft.Log
-	for i := first; i > 0 && i <= last; i++ {
-		if err := store.GetLog(i, &l); err != nil {
-			return fmt.Errorf("log entry %d of %d-%d: %w", i, first, last, err)
-		}
-		if l.Index != i {
-			return fmt.Errorf("log entry %d of %d-%d says it is %d", i, first, last, l.Index)
+	for i := sc.first; i > 0 && i <= sc.last; i++ {
+		err := logs.GetLog(i, &l)
+		switch {
+		case errors.Is(err, raft.ErrLogNotFound):
+			sc.maxMissing = i
+		case err != nil:
+			return fmt.Errorf("log entry %d of %d-%d: %w", i, sc.first, sc.last, err)
+		case l.Index != i:
+			return fmt.Errorf("log entry %d of %d-%d says it is %d", i, sc.first, sc.last, l.Index)
 		}
 	}
 	return nil
@@ -131,6 +124,7 @@ func guardFaults(f func() error) (err error) {
 type startCheck struct {
 	dir         string // DataDir/snapshots
 	first, last uint64 // the log's range in raft.db (0, 0 when empty)
+	maxMissing  uint64 // the highest index in that range without an entry
 	maxIndex    uint64 // the highest index any snapshot directory claims
 	starting    atomic.Bool
 
@@ -145,12 +139,17 @@ type startCheck struct {
 func newStartCheck(dataDir string, logs raft.LogStore) (*startCheck, error) {
 	sc := &startCheck{dir: filepath.Join(dataDir, "snapshots")}
 	sc.starting.Store(true)
-	var err error
-	if sc.first, err = logs.FirstIndex(); err != nil {
-		return nil, fmt.Errorf("cluster: raft.db: %w", err)
-	}
-	if sc.last, err = logs.LastIndex(); err != nil {
-		return nil, fmt.Errorf("cluster: raft.db: %w", err)
+	err := guardFaults(func() (err error) {
+		if sc.first, err = logs.FirstIndex(); err != nil {
+			return err
+		}
+		if sc.last, err = logs.LastIndex(); err != nil {
+			return err
+		}
+		return sc.checkLogs(logs)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %s: %w%s", filepath.Join(dataDir, "raft.db"), err, recoveryHint)
 	}
 	usable, err := sc.scan()
 	if err != nil {
@@ -217,6 +216,9 @@ func snapshotIndexFromName(name string) (uint64, bool) {
 // (0: none) plus the log reaches every index known: the log must continue
 // right after s and reach maxIndex.
 func (sc *startCheck) covers(s uint64) bool {
+	if sc.maxMissing > s {
+		return false // the log has a hole after the snapshot
+	}
 	if sc.last > s && sc.first > s+1 {
 		return false // a hole between the snapshot and the log
 	}
@@ -227,24 +229,27 @@ func (sc *startCheck) covers(s uint64) bool {
 }
 
 func (sc *startCheck) refusal(what string) error {
+	return fmt.Errorf("cluster: refusing to start from a partial state: %s; %s", what, sc.summary())
+}
+
+// explain adds what the check found to NewRaft's error.
+func (sc *startCheck) explain(err error) error {
+	return fmt.Errorf("%w; %s", err, sc.summary())
+}
+
+// summary says what the log and the snapshots hold, and which files are
+// unusable and why.
+func (sc *startCheck) summary() string {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	msg := fmt.Sprintf("cluster: refusing to start from a partial state: %s, raft.db holds log entries %d-%d, snapshots in %s reach %d",
-		what, sc.first, sc.last, sc.dir, sc.maxIndex)
+	msg := fmt.Sprintf("raft.db holds log entries %d-%d, snapshots in %s reach %d", sc.first, sc.last, sc.dir, sc.maxIndex)
+	if sc.maxMissing > 0 {
+		msg += fmt.Sprintf(", the log has no entry %d", sc.maxMissing)
+	}
 	if len(sc.failed) > 0 {
 		msg += "; unusable: " + strings.Join(sc.failed, "; ")
 	}
-	return errors.New(msg + recoveryHint)
-}
-
-// explain adds the files that failed to NewRaft's error.
-func (sc *startCheck) explain(err error) error {
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	if len(sc.failed) == 0 {
-		return err
-	}
-	return fmt.Errorf("%w; unusable: %s%s", err, strings.Join(sc.failed, "; "), recoveryHint)
+	return msg + recoveryHint
 }
 
 // started ends the start-up phase; it is a last check that raft restored
@@ -277,9 +282,13 @@ func (c *checkedSnapshots) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, e
 	state := filepath.Join(sc.dir, id, "state.bin")
 	if idx, ok := snapshotIndexFromName(id); ok && !sc.covers(idx) {
 		// An older snapshot than one that failed (or one older than a
-		// directory whose meta.json is unreadable): restoring it would
-		// leave a hole before the log.
-		return nil, nil, fmt.Errorf("not starting from %s: the log does not continue from its index %d", state, idx)
+		// directory whose meta.json is unreadable, or before a hole in the
+		// log): restoring it would leave a partial state.
+		err := fmt.Errorf("%s: not used: the log does not continue from its index %d", filepath.Join(sc.dir, id), idx)
+		sc.mu.Lock()
+		sc.failed = append(sc.failed, err.Error())
+		sc.mu.Unlock()
+		return nil, nil, err
 	}
 	meta, rc, err := c.SnapshotStore.Open(id)
 	sc.mu.Lock()

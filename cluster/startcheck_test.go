@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"hash/crc64"
 	"os"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/tokend/tokend/fsm"
 )
@@ -245,4 +248,25 @@ func overwrite(t *testing.T, path string, off int) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestStartRaftDBMissingEntry: a log entry after the newest snapshot is
+// gone; replaying would stop at the hole.
+func TestStartRaftDBMissingEntry(t *testing.T) {
+	cfg, _ := buildDiskState(t, 10000)
+	store, err := raftboltdb.New(raftboltdb.Options{Path: raftDBPath(cfg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := store.LastIndex()
+	if err == nil {
+		err = store.DeleteRange(last-2, last-2)
+	}
+	if cerr := store.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStartError(t, cfg, fmt.Sprintf("the log has no entry %d", last-2))
 }
