@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -246,3 +248,48 @@ func TestDiskFaultSingleNode(t *testing.T) {
 	restartAll(t, []*testNode{n})
 	checkAcked(t, []*testNode{n}, acked, "after a restart")
 }
+
+// TestDiskHealthKinds: a fault is cleared only by a success of its own
+// kind, clients see no paths, and the log gets one line per interval.
+func TestDiskHealthKinds(t *testing.T) {
+	var lines atomic.Int64
+	d := newDiskHealth(slog.New(countingHandler{&lines}))
+	full := &fs.PathError{Op: "write", Path: "/var/lib/tokend/n1/raft.db", Err: syscall.ENOSPC}
+	if d.check() != nil || d.status() != nil {
+		t.Fatal("a fresh node reports a fault")
+	}
+	d.record(logWrite, "store log", full)
+	err := d.check()
+	if err == nil || err.Error() != "disk: store log: write raft.db: no space left on device" {
+		t.Fatalf("check: %v", err)
+	}
+	var ue *UnavailableError
+	if !errors.As(err, &ue) || ue.RetryAfter() <= 0 {
+		t.Fatalf("not retryable: %#v", err)
+	}
+	d.record(stableWrite, "store raft term or vote", nil) // a small write still fits
+	if d.check() == nil || d.status() == nil || d.status().Failures != 1 {
+		t.Fatalf("a term write cleared a log fault: %v %+v", d.check(), d.status())
+	}
+	for range 100 {
+		d.record(logWrite, "store log", nil)
+		d.record(logWrite, "store log", full)
+	}
+	if n := lines.Load(); n != 1 {
+		t.Fatalf("%d log lines for one flapping fault, want 1", n)
+	}
+	d.record(logWrite, "store log", nil)
+	if d.check() != nil || d.status() != nil {
+		t.Fatalf("still faulty after a successful append: %v", d.check())
+	}
+}
+
+type countingHandler struct{ n *atomic.Int64 }
+
+func (h countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h countingHandler) Handle(context.Context, slog.Record) error {
+	h.n.Add(1)
+	return nil
+}
+func (h countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h countingHandler) WithGroup(string) slog.Handler      { return h }

@@ -164,8 +164,8 @@
 // "disk: <op>: <error>" (so /readyz answers 503 with it), Status carries
 // disk_fault, the log says it once per change, and the node asks for no
 // read lease (a holder that cannot apply would hold back every
-// acknowledgement waiting for it). The next write that succeeds clears the
-// condition. Raft panics when it cannot persist a new term, and failing
+// acknowledgement waiting for it). The next write of the same kind (log
+// append, or term and vote) that succeeds clears the condition. Raft panics when it cannot persist a new term, and failing
 // the write would let a restarted node vote twice in one term, so a failing
 // term or vote write is retried every stableRetry instead: the node stops
 // answering Raft (like a paused process, which the argument above covers)
