@@ -229,8 +229,8 @@ func TestDiskFaultSingleNode(t *testing.T) {
 	n.failDisk(errDiskFull)
 	eventually(t, 60*time.Second, "the node reporting the disk fault", func() bool { return diskFaultReported(n) })
 	faultSeen := time.Now()
-	if _, err := n.Apply(ctxT(t, 10*time.Second), issueCmd("c1", "at_disk_probe")); err == nil {
-		t.Fatal("a write was acknowledged while the disk fails")
+	if _, err := n.Apply(ctxT(t, 10*time.Second), issueCmd("c1", "at_disk_probe")); err == nil || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("a write while the disk fails: %v, want the disk error", err)
 	}
 	if !diskFaultReported(n) {
 		t.Fatalf("the node stopped reporting its disk fault: %+v", n.Status())

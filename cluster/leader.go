@@ -344,6 +344,9 @@ func (n *Node) Apply(ctx context.Context, cmd []byte) (fsm.Result, error) {
 			}
 			lastErr = err
 		}
+		if err := n.disk.check(); err != nil {
+			lastErr = err // why this node cannot lead (diskhealth.go)
+		}
 		if !sleepCtx(ctx, 50*time.Millisecond) {
 			n.metrics.observeApply("none", start, lastErr)
 			var ue *UnavailableError
