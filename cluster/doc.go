@@ -1,7 +1,8 @@
 // Package cluster runs tokend's replicated state machine: hashicorp/raft
-// (raft-boltdb/v2 log and stable store in DataDir/raft.db, file snapshots
-// retaining 2) around an *fsm.FSM, memberlist discovery, bootstrap,
-// membership reconciliation, write forwarding and read leases.
+// (raft-boltdb/v2 log and stable store in DataDir/raft.db behind an
+// in-memory cache of the newest log entries, file snapshots retaining 2)
+// around an *fsm.FSM, memberlist discovery, bootstrap, membership
+// reconciliation, write forwarding and read leases.
 //
 // # The internal port
 //
