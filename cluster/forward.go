@@ -86,11 +86,14 @@ func (f *forwarder) forward(ctx context.Context, addr string, cmd []byte) (fsm.R
 	case f.kick <- struct{}{}:
 	default: // a kick is pending already
 	}
+	err := ErrShutdown
 	select {
 	case <-c.done:
 		n.hop("forward answered")
 		return c.res, c.safe, c.err
 	case <-ctx.Done():
+		err = ctx.Err()
+	case <-n.shutdownCh: // the flushers may be gone already
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -101,9 +104,9 @@ func (f *forwarder) forward(ctx context.Context, addr string, cmd []byte) (fsm.R
 				break
 			}
 		}
-		return fsm.Result{}, true, unavailable("forward to leader", ctx.Err())
+		return fsm.Result{}, true, unavailable("forward to leader", err)
 	}
-	return fsm.Result{}, false, unavailable("forward to leader", ctx.Err())
+	return fsm.Result{}, false, unavailable("forward to leader", err)
 }
 
 func (f *forwarder) flushLoop() {
