@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"bytes"
+	"context"
+	"runtime"
 	"testing"
 )
 
@@ -51,5 +53,31 @@ func TestBatchDecodeRejects(t *testing.T) {
 		if _, err := decodeBatch(b); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestForwardNotSentIsSafe: a write that never left the queue may be
+// retried elsewhere; one a flusher took may not.
+func TestForwardNotSentIsSafe(t *testing.T) {
+	n := &Node{shutdownCh: make(chan struct{})}
+	f := newForwarder(n) // no flushers: nothing is ever taken
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, safe, err := f.forward(ctx, "peer", []byte("cmd")); err == nil || !safe {
+		t.Fatalf("queued write given up: safe=%v err=%v, want a safe error", safe, err)
+	}
+	if len(f.queue) != 0 {
+		t.Fatalf("given-up write left in the queue (%d)", len(f.queue))
+	}
+	// Taken by a flusher, then given up: the outcome is unknown.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	go func() {
+		for len(f.take()) == 0 {
+			runtime.Gosched()
+		}
+		cancel2()
+	}()
+	if _, safe, err := f.forward(ctx2, "peer", []byte("cmd")); err == nil || safe {
+		t.Fatalf("taken write given up: safe=%v err=%v, want an unsafe error", safe, err)
 	}
 }
