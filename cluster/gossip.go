@@ -228,11 +228,7 @@ func (n *Node) bootstrapLoop() {
 		}
 		var servers []raft.Server
 		existing, mismatch := false, false
-		for _, m := range n.ml.Members() {
-			var meta nodeMeta
-			if json.Unmarshal(m.Meta, &meta) != nil || meta.ID != m.Name || meta.Left {
-				continue
-			}
+		for _, meta := range n.alivePeers() {
 			if meta.Expect != n.cfg.BootstrapExpect {
 				mismatch = true
 				if !warned[meta.ID] {
@@ -276,3 +272,19 @@ func (n *Node) bootstrapLoop() {
 }
 
 var _ io.Writer = stdWriter{}
+
+// alivePeers is the metadata of every member gossip reports alive (this
+// node included), from the peers table that gossip events keep. Reading
+// memberlist.Members()' Meta instead would race: those are memberlist's
+// own records, rewritten under its lock when a member updates its meta.
+func (n *Node) alivePeers() []nodeMeta {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	out := make([]nodeMeta, 0, len(n.peers))
+	for _, p := range n.peers {
+		if p.state == memberlist.StateAlive {
+			out = append(out, p.meta)
+		}
+	}
+	return out
+}
