@@ -93,7 +93,8 @@ func (n *Node) watchLeadership() {
 }
 
 func (n *Node) becomeLeader() {
-	ctx, cancel := context.WithCancel(context.Background())
+	// From stopCtx: a term that begins while Shutdown runs ends with it.
+	ctx, cancel := context.WithCancel(n.stopCtx)
 	now := time.Now()
 	ls := &leaderState{
 		term:     n.raft.CurrentTerm(),
@@ -130,7 +131,12 @@ func (n *Node) leaderLoop(ctx context.Context, ls *leaderState) {
 	defer n.wg.Done()
 	for {
 		f := n.raft.Apply(fsm.Encode(&fsm.Noop{}), applyTimeout)
-		err := f.Error()
+		// Not f.Error(): a leader shut down right after taking office
+		// may leave it unanswered, and Shutdown waits for this loop.
+		err := await(ctx, f)
+		if err != nil && err == ctx.Err() {
+			return
+		}
 		if err == nil {
 			ls.leases.setReady(f.Index())
 			ls.ready.Store(true)
@@ -155,7 +161,7 @@ func (n *Node) leaderLoop(ctx context.Context, ls *leaderState) {
 			return
 		case <-purge.C:
 			f := n.raft.Apply(fsm.Encode(&fsm.Purge{Now: n.cfg.Now().UnixNano()}), applyTimeout)
-			if err := f.Error(); err != nil {
+			if err := await(ctx, f); err != nil {
 				n.log.Warn("cluster: purge failed", "err", err)
 			} else if r, ok := f.Response().(fsm.Result); ok && r.Count > 0 {
 				n.log.Debug("cluster: purged expired tokens", "count", r.Count)
