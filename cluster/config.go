@@ -99,6 +99,10 @@ const (
 	leaseLength  = 1000 * time.Millisecond
 	holderMargin = 100 * time.Millisecond // 10%: bounds clock-rate drift
 	leaseRenew   = 50 * time.Millisecond
+	// lagLimit: a holder that has not applied a write waiting this long
+	// gets no renewal (lease.go), so a follower that reports but does not
+	// apply holds writes back for at most lagLimit + leaseLength.
+	lagLimit = leaseLength
 	// officeWait is how long a new leader waits before acknowledging
 	// writes: every lease an earlier leader granted has expired by then
 	// (see doc.go for the argument).

@@ -94,7 +94,10 @@
 //     view) has reported applied >= i, and then raises the floor to i. A
 //     node that lags just lets its lease lapse: the write waits at most one
 //     lease, and the node gets a new lease only once it has applied the
-//     floor. Grant and acknowledgement decisions are made under one mutex,
+//     floor. A node that keeps reporting at the floor without applying
+//     (its state machine stuck while its lease loop runs) is refused a
+//     renewal once a write it holds back has waited lagLimit, so no write
+//     waits longer than lagLimit + leaseLength for a stuck holder. Grant and acknowledgement decisions are made under one mutex,
 //     so a lease granted below i is always waited for. Acknowledgement is
 //     monotone in i, so waiting writes sit in a heap by index and the
 //     report (or lease expiry, or end of the office wait) that raises the

@@ -64,6 +64,7 @@ type leaseHolder struct {
 // visWaiter is a write waiting to be acknowledged.
 type visWaiter struct {
 	index uint64
+	since int64         // when it started waiting (leader's clock)
 	done  chan struct{} // closed when the index may be acknowledged
 	gone  bool          // the caller stopped waiting; under leaseTable.mu
 }
@@ -122,6 +123,12 @@ func (t *leaseTable) report(now int64, id string, applied, term uint64, confirme
 		g.reason = "stale leader"
 	case applied < t.floor:
 		g.reason = "behind"
+	case t.blocksStaleWaiterLocked(now, applied):
+		// At the floor but not applying: renewing would hold every
+		// acknowledgement back for as long as it keeps reporting (a
+		// follower whose state machine hangs while its lease loop runs).
+		// Refused, its lease lapses and the writes go on.
+		g.reason = "lagging"
 	default:
 		h.expires = now + int64(leaseLength)
 		g.granted = true
@@ -141,10 +148,18 @@ func (t *leaseTable) await(now int64, index uint64) *visWaiter {
 		t.floor = max(t.floor, index)
 		return nil
 	}
-	w := &visWaiter{index: index, done: make(chan struct{})}
+	w := &visWaiter{index: index, since: now, done: make(chan struct{})}
 	heap.Push(&t.waiters, w)
 	t.armLocked(now)
 	return w
+}
+
+// blocksStaleWaiterLocked says whether a holder that has applied up to
+// applied holds back the lowest waiting write, and that write has waited
+// lagLimit or longer. The lowest index is the one the holder blocks
+// first; a healthy holder applies a committed entry within milliseconds.
+func (t *leaseTable) blocksStaleWaiterLocked(now int64, applied uint64) bool {
+	return len(t.waiters) > 0 && t.waiters[0].index > applied && now-t.waiters[0].since >= int64(lagLimit)
 }
 
 // abandon drops a waiter whose caller gave up. If it was released

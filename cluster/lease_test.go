@@ -402,3 +402,42 @@ func runLeaseSim(t *testing.T, seed uint64) {
 		}
 	}
 }
+
+// A holder that keeps reporting at the floor but never applies (a stuck
+// state machine under a live lease loop) must not hold writes back for
+// ever: once the lowest waiting write has waited lagLimit, its renewals
+// are refused and the write is released when its last lease runs out.
+func TestLeaseStuckHolderIsNotRenewed(t *testing.T) {
+	tb, _ := newTestTable(0)
+	tb.report(0, "b", 10, 3, true)
+	tb.report(0, "c", 10, 3, true)
+	w := tb.await(10*ms, 11)
+	tb.report(20*ms, "c", 11, 3, true) // c applies; b is stuck at 10
+	now := 20 * ms
+	var last int64 // when b was last granted
+	for ; now < 10*int64(leaseLength); now += int64(leaseRenew) {
+		if g := tb.report(now, "b", 10, 3, true); g.granted {
+			last = now
+		} else if g.reason != "lagging" {
+			t.Fatalf("b refused at %dms for %q, want lagging", now/ms, g.reason)
+		}
+		tb.report(now, "c", 11, 3, true)
+		tb.expire(now)
+		if released(w) {
+			break
+		}
+	}
+	if !released(w) {
+		t.Fatal("a stuck holder held the write back for ten lease lengths")
+	}
+	if last < 10*ms+int64(lagLimit)-int64(leaseRenew) || last >= 10*ms+int64(lagLimit) {
+		t.Fatalf("b last renewed at %dms, want just before the write had waited lagLimit (%v)", last/ms, lagLimit)
+	}
+	if now < last+int64(leaseLength) {
+		t.Fatalf("released at %dms, before b's last lease (granted %dms) ran out", now/ms, last/ms)
+	}
+	// A healthy holder that has applied the waiting writes is still renewed.
+	if g := tb.report(now, "c", 11, 3, true); !g.granted {
+		t.Fatalf("c refused: %q", g.reason)
+	}
+}
