@@ -17,7 +17,11 @@ type metrics struct {
 	reg        prometheus.Registerer
 	collectors []prometheus.Collector
 
-	apply      *prometheus.HistogramVec
+	apply *prometheus.HistogramVec
+	// applyObs holds apply's children by path (applyPaths) and result
+	// (ok, error), looked up once: WithLabelValues hashes its labels and
+	// takes a lock on every call, and observeApply runs once per write.
+	applyObs   [len(applyPaths)][2]prometheus.Observer
 	batchSizes prometheus.Histogram
 	// visibility is the time applyLeader spends in waitVisible: the
 	// office wait of a new leader plus waiting for lease holders.
@@ -44,7 +48,10 @@ type metrics struct {
 // leaseRefusalReasons are the label values of
 // tokend_cluster_lease_refusals_total: grantLease's reasons with spaces
 // as underscores, and "other" for any reason not listed.
-var leaseRefusalReasons = []string{"not_leader", "leader_not_ready", "leadership_not_confirmed", "stale_leader", "behind", "other"}
+var leaseRefusalReasons = []string{"not_leader", "leader_not_ready", "leadership_not_confirmed", "stale_leader", "behind", "lagging", "other"}
+
+// applyPaths are the path label values of tokend_cluster_apply_seconds.
+var applyPaths = [...]string{"leader", "forward", "none"}
 
 func newMetrics(n *Node) *metrics {
 	m := &metrics{}
@@ -67,6 +74,9 @@ func (m *metrics) newApplyMetrics() {
 		Help:    "Time for Apply to make a write visible cluster-wide, by path (leader, forward, none) and result.",
 		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
 	}, []string{"path", "result"})
+	for i, p := range applyPaths {
+		m.applyObs[i] = [2]prometheus.Observer{m.apply.WithLabelValues(p, "ok"), m.apply.WithLabelValues(p, "error")}
+	}
 	m.batchSizes = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "tokend_raft_apply_batch_size",
 		Help:    "Log entries handed to the state machine per apply batch.",
@@ -211,11 +221,17 @@ func (m *metrics) observeApply(path string, start time.Time, err error) {
 	if m == nil {
 		return
 	}
-	result := "ok"
+	result := 0
 	if err != nil {
-		result = "error"
+		result = 1
 	}
-	m.apply.WithLabelValues(path, result).Observe(time.Since(start).Seconds())
+	for i, p := range applyPaths {
+		if p == path {
+			m.applyObs[i][result].Observe(time.Since(start).Seconds())
+			return
+		}
+	}
+	m.apply.WithLabelValues(path, [2]string{"ok", "error"}[result]).Observe(time.Since(start).Seconds())
 }
 
 // observeLease counts the leader's answer to a renewal.
