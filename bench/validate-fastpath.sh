@@ -63,11 +63,15 @@ wait_line() {
 }
 
 # One node, no cluster key (Raft in memory, no internal port), loopback only.
+# The fast listener only when a target uses it, so that an older build
+# without --validate-addr can be measured on its main port (BIN_DIR).
+fastflag=()
+case " $TARGETS " in *" fast-validate "*) fastflag=(--validate-addr 127.0.0.1:0) ;; esac
 admin="bench-admin-token-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf '%s\n' "$admin" >"$work/admin-token"
 chmod 600 "$work/admin-token"
 "$work/tokend" serve --node-id fastpath --data-dir "$work/data" \
-	--http-addr 127.0.0.1:0 --validate-addr 127.0.0.1:0 --gossip-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 \
+	--http-addr 127.0.0.1:0 "${fastflag[@]}" --gossip-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 \
 	--admin-token-file "$work/admin-token" --log-level info >"$work/tokend.log" 2>&1 &
 pids+=($!)
 tokend_pid=$!
