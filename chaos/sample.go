@@ -21,12 +21,13 @@ const (
 	mGoroutines = "go_goroutines"
 	mLiveTokens = "tokend_live_tokens"
 	mPurged     = "tokend_purged_tokens_total"
+	mTerm       = "tokend_raft_term"
 	// Not in /metrics: the two parts of the RSS, from /proc (procRSS).
 	mRSSAnon = "rss_anon_bytes"
 	mRSSFile = "rss_file_bytes"
 )
 
-var sampledMetrics = []string{mRSS, mHeapInuse, mGoroutines, mLiveTokens, mPurged}
+var sampledMetrics = []string{mRSS, mHeapInuse, mGoroutines, mLiveTokens, mPurged, mTerm}
 
 // parseMetrics picks the unlabelled samples named in want out of a
 // Prometheus text exposition; the others are ignored.

@@ -17,6 +17,11 @@ type SoakResult struct {
 	SteadyFrom time.Duration
 	// ScrapeFailures counts /metrics requests that failed.
 	ScrapeFailures int
+	// TermStart and TermEnd are the Raft term seen first and last: a soak
+	// injects no faults, so a change means a leader lost its quorum on its
+	// own (on a starved machine, a stall longer than the 500 ms leader
+	// lease), and clients see 503 while a new one is elected.
+	TermStart, TermEnd float64
 	// Problems are the reasons the soak failed; empty when it passed.
 	Problems []string
 	Elapsed  time.Duration
@@ -70,6 +75,12 @@ func (r *SoakResult) judge(cfg SoakConfig, smp *sampler, nodes []*node) {
 		}
 		if len(purged) > 0 {
 			t.Purged = purged[len(purged)-1].v
+		}
+		if term := smp.get(nd.id, mTerm); len(term) > 0 {
+			if r.TermStart == 0 || term[0].v < r.TermStart {
+				r.TermStart = term[0].v
+			}
+			r.TermEnd = max(r.TermEnd, term[len(term)-1].v)
 		}
 		mem := []judged{{"heap in use", t.Heap, cfg.Memory}, {"goroutines", t.Goroutines, cfg.Goroutines},
 			{"live tokens", leastSquares(live), cfg.LiveTokens}}
@@ -127,7 +138,11 @@ func byV(a, b point) int {
 // not complete, and when nothing was purged although tokens expired.
 func (r *SoakResult) judgeLoad(cfg SoakConfig) {
 	if r.Bench.Errors > 0 {
-		r.Problems = append(r.Problems, fmt.Sprintf("tokend-bench saw %d errors: %s", r.Bench.Errors, fmtCounts(r.Bench.ErrorsBy)))
+		why := ""
+		if r.TermEnd > r.TermStart {
+			why = fmt.Sprintf(" (the Raft term went from %.0f to %.0f: leaders stepped down unprompted)", r.TermStart, r.TermEnd)
+		}
+		r.Problems = append(r.Problems, fmt.Sprintf("tokend-bench saw %d errors: %s%s", r.Bench.Errors, fmtCounts(r.Bench.ErrorsBy), why))
 	}
 	r.Problems = append(r.Problems, r.Bench.Failed...)
 	if r.Bench.Requests == 0 {
@@ -178,6 +193,9 @@ func (r SoakResult) Summary() string {
 		fmt.Fprintf(&b, "\n      heap in use mean %.1f MiB, slope %+.1f MiB/h (%+.2f MiB); goroutines %.0f -> %.0f, slope %+.1f/h; live tokens %.0f..%.0f (end %.0f); purged %.0f; data dir %.1f MiB\n",
 			t.Heap.Mean/mib, t.Heap.PerHour()/mib, t.Heap.Growth()/mib, t.GoroutinesStart, t.GoroutinesEnd, t.Goroutines.PerHour(),
 			t.LiveMin, t.LiveMax, t.LiveEnd, t.Purged, float64(t.DataBytes)/mib)
+	}
+	if r.TermEnd > r.TermStart {
+		fmt.Fprintf(&b, "  Raft term %.0f -> %.0f: leader elections without a fault\n", r.TermStart, r.TermEnd)
 	}
 	if r.ScrapeFailures > 0 {
 		fmt.Fprintf(&b, "  /metrics scrapes that failed: %d\n", r.ScrapeFailures)

@@ -56,6 +56,11 @@ func fakeSampler(leak, file, purged float64, proc bool) (*sampler, []*node) {
 		ser[mGoroutines] = append(ser[mGoroutines], point{p.t, 40})
 		ser[mLiveTokens] = append(ser[mLiveTokens], point{p.t, 5000 + growing*p.t})
 		ser[mPurged] = append(ser[mPurged], point{p.t, purged * p.t / 3600})
+		term := 2.0
+		if p.t > 1800 {
+			term = 3 // one election half-way
+		}
+		ser[mTerm] = append(ser[mTerm], point{p.t, term})
 	}
 	return s, []*node{nd}
 }
@@ -77,7 +82,7 @@ func TestSoakJudge(t *testing.T) {
 		{"leaking without /proc", 64 << 20, 0, 1e5, false, ok, "node1: RSS grew"},
 		{"file-backed pages paged in", 0, 32 << 20, 1e5, true, ok, ""},
 		{"file-backed growth without /proc", 0, 32 << 20, 1e5, false, ok, "node1: RSS grew"},
-		{"errors", 0, 0, 1e5, true, benchTotals{Segments: 60, Requests: 1_000_000, Errors: 3, ErrorsBy: map[string]int64{"500": 3}}, "3 errors: 500=3"},
+		{"errors", 0, 0, 1e5, true, benchTotals{Segments: 60, Requests: 1_000_000, Errors: 3, ErrorsBy: map[string]int64{"500": 3}}, "3 errors: 500=3 (the Raft term went from 2 to 3"},
 		{"nothing purged", 0, 0, 0, true, ok, "no expired token was purged"},
 		{"live tokens growing", 0, 0, -1, true, ok, "live tokens grew"},
 		{"a segment failed", 0, 0, 1e5, true, benchTotals{Segments: 60, Requests: 1_000_000, Failed: []string{"segment 7: exit status 1"}}, "segment 7"},
