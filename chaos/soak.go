@@ -59,6 +59,7 @@ func DefaultSoakConfig(d time.Duration) SoakConfig {
 		SampleEvery: 5 * time.Second, SteadyAfter: 0.4,
 		Memory:     trendLimit{PerHour: 16 << 20, Fraction: 0.25, Unit: " MiB", Scale: mib},
 		Goroutines: trendLimit{PerHour: 0, Fraction: 0.10, Min: 10},
+		LiveTokens: trendLimit{PerHour: 0, Fraction: 0.30, Min: 100},
 		Timeout:    2 * time.Minute,
 	}
 }
@@ -86,6 +87,9 @@ func (r *soakRunner) logf(format string, args ...any) {
 func Soak(ctx context.Context, cfg SoakConfig) (res SoakResult, err error) {
 	if cfg.Tokend == "" || cfg.Bench == "" {
 		return res, errors.New("chaos: soak needs the tokend and tokend-bench binaries")
+	}
+	if warm := cfg.AccessTTL + 2*cfg.PurgeInterval; cfg.Duration < 2*warm {
+		return res, fmt.Errorf("chaos: a soak of %v is too short: the population is steady only after %v, and the trends need as long again", cfg.Duration, warm)
 	}
 	if cfg.Segment+15*time.Second > cfg.AccessTTL {
 		return res, fmt.Errorf("chaos: a bench segment (%v) must end well within the access token lifetime (%v)", cfg.Segment, cfg.AccessTTL)

@@ -1,6 +1,8 @@
 package chaos
 
 import (
+	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +56,9 @@ func fakeSampler(leak, file, purged float64, proc bool) (*sampler, []*node) {
 		}
 		ser[mHeapInuse] = append(ser[mHeapInuse], heap[i])
 		ser[mGoroutines] = append(ser[mGoroutines], point{p.t, 40})
-		ser[mLiveTokens] = append(ser[mLiveTokens], point{p.t, 5000 + growing*p.t})
+		// A saw-tooth like a soak's: each segment seeds 2 000 tokens at
+		// once, purges remove them again.
+		ser[mLiveTokens] = append(ser[mLiveTokens], point{p.t, 2800 + 2000*math.Mod(-p.t, 60)/60 + growing*p.t})
 		ser[mPurged] = append(ser[mPurged], point{p.t, purged * p.t / 3600})
 		term := 2.0
 		if p.t > 1800 {
@@ -120,5 +124,13 @@ func TestParseProcStatus(t *testing.T) {
 	}
 	if _, _, err := parseProcStatus([]byte("VmRSS:\t 1 kB\n")); err == nil {
 		t.Fatal("a status without RssAnon was accepted")
+	}
+}
+
+func TestSoakTooShort(t *testing.T) {
+	cfg := DefaultSoakConfig(2 * time.Minute)
+	cfg.Tokend, cfg.Bench = "tokend", "tokend-bench"
+	if _, err := Soak(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "too short") {
+		t.Fatalf("a 2-minute soak: %v, want too short", err)
 	}
 }
