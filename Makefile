@@ -8,7 +8,7 @@ FUZZTIME ?= 5s
 # Tag that make image builds (podman stores it as localhost/tokend:latest).
 IMAGE   ?= tokend:latest
 
-.PHONY: all build run test vet fuzz bench bench-go chaos chaos-kill soak cluster cluster-stop image fmt lint clean
+.PHONY: all build run test vet fuzz bench bench-go cluster cluster-stop image fmt lint clean
 
 all: build
 
