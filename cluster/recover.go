@@ -170,9 +170,22 @@ func openRaftState(cfg RecoverConfig) (*raftboltdb.BoltStore, *raft.FileSnapshot
 		return nil, nil, nil, err
 	}
 	// raft-boltdb holds an exclusive flock on raft.db while the node runs.
+	// The same checks as a start-up (startcheck.go) first: a truncated or
+	// garbage raft.db gets an error naming it, not a fault inside bbolt.
+	err := checkBoltFile(dbPath, cfg.LockTimeout)
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, nil, nil, fmt.Errorf("%s: %w", dbPath, ErrNodeRunning)
+	}
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	opts := *bbolt.DefaultOptions
 	opts.Timeout = cfg.LockTimeout
-	store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath, BoltOptions: &opts})
+	var store *raftboltdb.BoltStore
+	err = guardFaults(func() (err error) {
+		store, err = raftboltdb.New(raftboltdb.Options{Path: dbPath, BoltOptions: &opts})
+		return err
+	})
 	if errors.Is(err, bbolt.ErrTimeout) {
 		return nil, nil, nil, fmt.Errorf("%s: %w", dbPath, ErrNodeRunning)
 	}

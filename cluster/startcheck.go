@@ -35,7 +35,7 @@ const recoveryHint = " (move the data directory aside and restore a backup, or l
 // openRaftDB opens raft.db after checking that its pages lie within the
 // file; newStartCheck then reads every log entry.
 func openRaftDB(path string) (*raftboltdb.BoltStore, error) {
-	if err := checkBoltFile(path); err != nil {
+	if err := checkBoltFile(path, 5*time.Second); err != nil {
 		return nil, err
 	}
 	var store *raftboltdb.BoltStore
@@ -52,8 +52,10 @@ func openRaftDB(path string) (*raftboltdb.BoltStore, error) {
 // checkBoltFile opens an existing raft.db read-only and compares the size
 // its meta page claims with the file's. A missing file is a new node; an
 // empty one is not (bbolt writes its first pages when it creates the file,
-// so zero bytes means it was truncated).
-func checkBoltFile(path string) error {
+// so zero bytes means it was truncated). lockWait bounds the wait for
+// the file's lock: a running node holds it, and the error then wraps
+// bbolt.ErrTimeout.
+func checkBoltFile(path string, lockWait time.Duration) error {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -65,7 +67,7 @@ func checkBoltFile(path string) error {
 		return fmt.Errorf("cluster: %s is empty (truncated?)%s", path, recoveryHint)
 	}
 	err = guardFaults(func() error {
-		db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+		db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: lockWait})
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/crc64"
 	"os"
@@ -269,4 +270,34 @@ func TestStartRaftDBMissingEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantStartError(t, cfg, fmt.Sprintf("the log has no entry %d", last-2))
+}
+
+// tokend recover opens raft.db with the same checks as a start-up: a
+// truncated file is refused with its name, and a running node (holding
+// the file's lock) is still told apart as ErrNodeRunning.
+func TestRecoverChecksRaftDB(t *testing.T) {
+	cfg, _ := buildDiskState(t, 10000)
+	rc := RecoverConfig{DataDir: cfg.DataDir, NodeID: "n1", Servers: []RaftServer{{ID: "n1"}}, DryRun: true}
+	if _, err := Recover(ctxT(t, 30*time.Second), rc); err != nil {
+		t.Fatalf("dry run on a healthy data dir: %v", err)
+	}
+
+	lock, err := raftboltdb.New(raftboltdb.Options{Path: raftDBPath(cfg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.LockTimeout = 200 * time.Millisecond
+	_, err = Recover(ctxT(t, 30*time.Second), rc)
+	lock.Close()
+	if !errors.Is(err, ErrNodeRunning) {
+		t.Fatalf("recover while raft.db is locked: %v, want ErrNodeRunning", err)
+	}
+
+	if err := os.Truncate(raftDBPath(cfg), 3*4096); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Recover(ctxT(t, 30*time.Second), rc)
+	if err == nil || !strings.Contains(err.Error(), raftDBPath(cfg)) || !strings.Contains(err.Error(), "truncated") {
+		t.Fatalf("recover on a truncated raft.db: %v, want an error naming it as truncated", err)
+	}
 }
