@@ -27,16 +27,33 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(a.Status)
 		return
 	}
-	// One backing array for the value slices; the strings are copies
-	// because net/http keeps them past this call.
+	// One backing array for the value slices.
 	h := w.Header()
 	var scratch [validateScratch]byte
 	vals := make([]string, len(validHeaderNames))
 	for i, name := range validHeaderNames {
-		vals[i] = string(a.AppendHeader(scratch[:0], i))
+		vals[i] = a.headerString(scratch[:0], i)
 		h[name] = vals[i : i+1 : i+1]
 	}
 	w.WriteHeader(http.StatusOK)
+}
+
+// headerString is the i-th header value of a 200 answer as a string that
+// net/http may keep: the token's own strings where the value is one
+// (immutable, so no copy), built only for a user's subject and the expiry.
+func (a *ValidateAnswer) headerString(scratch []byte, i int) string {
+	t := &a.tok
+	switch {
+	case i == 1, i == 0 && t.Username == "":
+		return t.ClientID
+	case i == 2:
+		return t.Scope
+	case i == 3:
+		return t.Tenant
+	case i == 5:
+		return "no-store"
+	}
+	return string(a.AppendHeader(scratch, i))
 }
 
 // validateScratch is room for any header value of a 200 answer but a long
