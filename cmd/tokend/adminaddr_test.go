@@ -20,15 +20,7 @@ func TestAdminListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	adminAddr := loopaddr.ForTest(t)
-	p := &proc{id: "adm", dir: filepath.Join(dir, "data"), httpAddr: loopaddr.ForTest(t), raftAddr: loopaddr.ForTest(t), gossipAddr: loopaddr.ForTest(t),
-		args: []string{"--admin-addr", adminAddr, "--admin-token-file", tokenFile}}
-	p.start(t)
-	t.Cleanup(func() {
-		p.kill(t)
-		if t.Failed() {
-			t.Logf("=== output ===\n%s", tail(p.out, 60))
-		}
-	})
+	p := startNode(t, "adm", "--admin-addr", adminAddr, "--admin-token-file", tokenFile)
 	c := &testCluster{t: t, admin: testAdminToken, procs: []*proc{p}}
 	c.waitReady(p)
 	admin := "http://" + adminAddr

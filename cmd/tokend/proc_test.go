@@ -85,6 +85,24 @@ func (p *proc) start(t *testing.T) {
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()
 }
 
+// startNode starts a single tokend process with args, a data directory of
+// its own and free loopback ports, and kills it when the test ends (its
+// output logged if the test failed). Waiting for it to be ready is the
+// caller's: over plain HTTP, testCluster.waitReady.
+func startNode(t *testing.T, id string, args ...string) *proc {
+	t.Helper()
+	p := &proc{id: id, dir: filepath.Join(t.TempDir(), "data"), httpAddr: loopaddr.ForTest(t), raftAddr: loopaddr.ForTest(t),
+		gossipAddr: loopaddr.ForTest(t), args: args}
+	p.start(t)
+	t.Cleanup(func() {
+		p.kill(t)
+		if t.Failed() {
+			t.Logf("=== %s output ===\n%s", p.id, tail(p.out, 60))
+		}
+	})
+	return p
+}
+
 func (p *proc) running() bool {
 	if p.exited == nil {
 		return false

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -18,17 +17,8 @@ import (
 // Date), serves /readyz, keeps the OAuth and admin surfaces off, and the
 // node still stops cleanly on SIGTERM with gateways connected.
 func TestValidateListener(t *testing.T) {
-	dir := t.TempDir()
 	validateAddr := loopaddr.ForTest(t)
-	p := &proc{id: "gw", dir: filepath.Join(dir, "data"), httpAddr: loopaddr.ForTest(t), raftAddr: loopaddr.ForTest(t), gossipAddr: loopaddr.ForTest(t),
-		args: []string{"--validate-addr", validateAddr, "--admin-token", testAdminToken}}
-	p.start(t)
-	t.Cleanup(func() {
-		p.kill(t)
-		if t.Failed() {
-			t.Logf("=== output ===\n%s", tail(p.out, 60))
-		}
-	})
+	p := startNode(t, "gw", "--validate-addr", validateAddr, "--admin-token", testAdminToken)
 	c := &testCluster{t: t, admin: testAdminToken, procs: []*proc{p}}
 	c.waitReady(p)
 	fast := "http://" + validateAddr
@@ -94,15 +84,7 @@ func TestValidateListener(t *testing.T) {
 func TestValidateListenerTLS(t *testing.T) {
 	cert, key, pool := selfSignedCert(t)
 	validateAddr := loopaddr.ForTest(t)
-	p := &proc{id: "gwtls", dir: filepath.Join(t.TempDir(), "data"), httpAddr: loopaddr.ForTest(t), raftAddr: loopaddr.ForTest(t), gossipAddr: loopaddr.ForTest(t),
-		args: []string{"--validate-addr", validateAddr, "--tls-cert", cert, "--tls-key", key}}
-	p.start(t)
-	t.Cleanup(func() {
-		p.kill(t)
-		if t.Failed() {
-			t.Logf("=== output ===\n%s", tail(p.out, 60))
-		}
-	})
+	startNode(t, "gwtls", "--validate-addr", validateAddr, "--tls-cert", cert, "--tls-key", key)
 	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS12}}}
 	eventually(t, "fast listener ready over https", func() error {
