@@ -66,6 +66,13 @@ type Config struct {
 	// count against (clientaddr.go); without them it is the TCP peer.
 	TrustedProxies []netip.Prefix
 
+	// Signer signs ID tokens and JWT access tokens with the cluster's
+	// replicated key set; nil turns OpenID Connect and JWT access
+	// tokens off (they answer a clear error and are not advertised).
+	Signer Signer
+	// IDTokenTTL is the lifetime of an ID token (default AccessTTL).
+	IDTokenTTL time.Duration
+
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // nil: a private registry
 	Now      func() time.Time
