@@ -204,3 +204,23 @@ func (d *decoder) strings() []string {
 	}
 	return out
 }
+
+// bytes writes b as a length and its bytes (binary, unlike string).
+func (e *encoder) bytes(b []byte) {
+	e.uvarint(uint64(len(b)))
+	e.b = append(e.b, b...)
+}
+
+// bytes reads what encoder.bytes wrote, as a copy; an empty value is nil.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil || n > maxString {
+		d.fail()
+		return nil
+	}
+	p := d.take(int(n))
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	return append([]byte(nil), p...)
+}

@@ -25,6 +25,12 @@ const (
 	opDeleteUser
 	opPurge
 	opNoop
+	opRememberConsent // consent.go
+	opForgetConsent
+	opStartSession // session.go
+	opEndSession
+	opPutSigningKeys // keys.go
+	opLast           = opPutSigningKeys
 )
 
 // The first byte of every encoded command is its encoding version. A
@@ -42,6 +48,12 @@ const (
 	// encodingVersionFlags (2) adds a flags field (clientFlag*) to the
 	// client of a PutClient, written only when a flag is set.
 	encodingVersionFlags = 2
+	// encodingVersionOIDC (3) adds OpenID Connect fields: the nonce and
+	// auth_time of an IssueGrant, a user's standard claims in PutUser, a
+	// client's access token format and post-logout redirect URIs in
+	// PutClient (after the flags field, which version 3 always writes).
+	// Each is written only when the command sets one of them.
+	encodingVersionOIDC = 3
 )
 
 // Client flags, the flags field of a client in encoding version 2 and in
@@ -67,12 +79,35 @@ func setClientFlags(c *Client, f uint64) bool {
 	return true
 }
 
-// versionOf is the encoding version Encode writes c in.
+// versionOf is the encoding version Encode writes c in: the lowest that
+// carries every field c sets.
 func versionOf(c Command) byte {
-	if pc, ok := c.(*PutClient); ok && clientFlags(&pc.Client) != 0 {
-		return encodingVersionFlags
+	switch c := c.(type) {
+	case *IssueGrant:
+		if c.Nonce != "" || c.AuthTime != 0 {
+			return encodingVersionOIDC
+		}
+	case *PutClient:
+		if clientHasOIDC(&c.Client) {
+			return encodingVersionOIDC
+		}
+		if clientFlags(&c.Client) != 0 {
+			return encodingVersionFlags
+		}
+	case *PutUser:
+		if userHasClaims(&c.User) {
+			return encodingVersionOIDC
+		}
 	}
 	return encodingVersion
+}
+
+func clientHasOIDC(c *Client) bool {
+	return c.AccessTokenFormat != "" || len(c.PostLogoutRedirectURIs) != 0
+}
+
+func userHasClaims(u *User) bool {
+	return u.Name != "" || u.Email != "" || u.EmailVerified || u.PreferredUsername != ""
 }
 
 // TokenSpec is one token to create: its hash and expiry. A zero Hash means
@@ -98,6 +133,11 @@ type IssueGrant struct {
 	Code, Access, Refresh             TokenSpec
 	// Bound to the code, checked when it is redeemed.
 	RedirectURI, CodeChallenge string
+	// Nonce and AuthTime (unix seconds) of an OpenID sign-in: kept on the
+	// grant for the ID tokens of its code redemption and refreshes, and
+	// handed out by Lookup. Empty and 0 for any other grant.
+	Nonce    string
+	AuthTime int64
 }
 
 // RedeemCode exchanges an authorization code for tokens, exactly once. A
@@ -193,6 +233,10 @@ func (c *IssueGrant) encode(e *encoder) {
 	e.token(c.Refresh)
 	e.string(c.RedirectURI)
 	e.string(c.CodeChallenge)
+	if e.version >= encodingVersionOIDC {
+		e.string(c.Nonce)
+		e.varint(c.AuthTime)
+	}
 }
 
 func (c *IssueGrant) decode(d *decoder) {
@@ -200,6 +244,9 @@ func (c *IssueGrant) decode(d *decoder) {
 	c.IssuedAt = d.varint()
 	c.Code, c.Access, c.Refresh = d.token(), d.token(), d.token()
 	c.RedirectURI, c.CodeChallenge = d.string(), d.string()
+	if d.version >= encodingVersionOIDC {
+		c.Nonce, c.AuthTime = d.string(), d.varint()
+	}
 }
 
 func (c *RedeemCode) encode(e *encoder) {
@@ -246,8 +293,10 @@ func (c *RevokeSubject) encode(e *encoder) { e.string(c.Tenant); e.string(c.User
 func (c *RevokeSubject) decode(d *decoder) { c.Tenant, c.Username = d.string(), d.string() }
 
 // encodeClient writes c; withFlags adds the flags field (command encoding
-// version 2, snapshot version 3).
-func encodeClient(e *encoder, c *Client, withFlags bool) {
+// version 2, snapshot version 3), withOIDC the access token format and
+// post-logout redirect URIs (command encoding version 3, snapshot version
+// 4; only with withFlags).
+func encodeClient(e *encoder, c *Client, withFlags, withOIDC bool) {
 	e.string(c.ID)
 	e.string(c.Name)
 	e.hash(c.SecretHash)
@@ -260,10 +309,14 @@ func encodeClient(e *encoder, c *Client, withFlags bool) {
 	if withFlags {
 		e.uvarint(clientFlags(c))
 	}
+	if withOIDC {
+		e.string(c.AccessTokenFormat)
+		e.strings(c.PostLogoutRedirectURIs)
+	}
 }
 
-// decodeClient reads what encodeClient wrote with the same withFlags.
-func decodeClient(d *decoder, withFlags bool) Client {
+// decodeClient reads what encodeClient wrote with the same options.
+func decodeClient(d *decoder, withFlags, withOIDC bool) Client {
 	var c Client
 	c.ID, c.Name = d.string(), d.string()
 	c.SecretHash = d.hash()
@@ -273,36 +326,59 @@ func decodeClient(d *decoder, withFlags bool) Client {
 	if withFlags && !setClientFlags(&c, d.uvarint()) {
 		d.fail()
 	}
+	if withOIDC {
+		c.AccessTokenFormat, c.PostLogoutRedirectURIs = d.string(), d.strings()
+	}
 	return c
 }
 
 func (c *PutClient) encode(e *encoder) {
-	encodeClient(e, &c.Client, e.version >= encodingVersionFlags)
+	encodeClient(e, &c.Client, e.version >= encodingVersionFlags, e.version >= encodingVersionOIDC)
 	e.bool(c.Create)
 	e.bool(c.KeepSecret)
 }
 
 func (c *PutClient) decode(d *decoder) {
-	c.Client = decodeClient(d, d.version >= encodingVersionFlags)
+	c.Client = decodeClient(d, d.version >= encodingVersionFlags, d.version >= encodingVersionOIDC)
 	c.Create, c.KeepSecret = d.bool(), d.bool()
 }
 
 func (c *DeleteClient) encode(e *encoder) { e.string(c.ClientID) }
 func (c *DeleteClient) decode(d *decoder) { c.ClientID = d.string() }
 
-func encodeUser(e *encoder, u *User) {
+// encodeUser writes u; withClaims adds the OpenID Connect claims (command
+// encoding version 3, snapshot version 4).
+func encodeUser(e *encoder, u *User, withClaims bool) {
 	e.string(u.Tenant)
 	e.string(u.Username)
 	e.string(u.PasswordHash)
 	e.varint(u.CreatedAt)
+	if withClaims {
+		e.string(u.Name)
+		e.string(u.Email)
+		e.bool(u.EmailVerified)
+		e.string(u.PreferredUsername)
+	}
 }
 
-func decodeUser(d *decoder) User {
-	return User{Tenant: d.string(), Username: d.string(), PasswordHash: d.string(), CreatedAt: d.varint()}
+// decodeUser reads what encodeUser wrote with the same withClaims.
+func decodeUser(d *decoder, withClaims bool) User {
+	u := User{Tenant: d.string(), Username: d.string(), PasswordHash: d.string(), CreatedAt: d.varint()}
+	if withClaims {
+		u.Name, u.Email, u.EmailVerified, u.PreferredUsername = d.string(), d.string(), d.bool(), d.string()
+	}
+	return u
 }
 
-func (c *PutUser) encode(e *encoder) { encodeUser(e, &c.User); e.bool(c.Create) }
-func (c *PutUser) decode(d *decoder) { c.User = decodeUser(d); c.Create = d.bool() }
+func (c *PutUser) encode(e *encoder) {
+	encodeUser(e, &c.User, e.version >= encodingVersionOIDC)
+	e.bool(c.Create)
+}
+
+func (c *PutUser) decode(d *decoder) {
+	c.User = decodeUser(d, d.version >= encodingVersionOIDC)
+	c.Create = d.bool()
+}
 
 func (c *DeleteUser) encode(e *encoder) { e.string(c.Tenant); e.string(c.Username) }
 func (c *DeleteUser) decode(d *decoder) { c.Tenant, c.Username = d.string(), d.string() }
@@ -349,7 +425,7 @@ func Encode(c Command) []byte {
 func Decode(b []byte) (Command, error) {
 	d := decoder{b: b}
 	d.version = d.byte()
-	if d.err == nil && d.version != encodingVersion && d.version != encodingVersionFlags {
+	if d.err == nil && (d.version < encodingVersion || d.version > encodingVersionOIDC) {
 		return nil, fmt.Errorf("fsm: unknown command encoding version %d", d.version)
 	}
 	o := op(d.byte())
@@ -382,6 +458,16 @@ func Decode(b []byte) (Command, error) {
 		c = new(Purge)
 	case opNoop:
 		c = new(Noop)
+	case opRememberConsent:
+		c = new(RememberConsent)
+	case opForgetConsent:
+		c = new(ForgetConsent)
+	case opStartSession:
+		c = new(StartSession)
+	case opEndSession:
+		c = new(EndSession)
+	case opPutSigningKeys:
+		c = new(PutSigningKeys)
 	default:
 		return nil, fmt.Errorf("fsm: unknown command op %d", o)
 	}

@@ -17,6 +17,13 @@ type FSM struct {
 	clients  map[string]*Client
 	users    map[userKey]*User
 	counters map[string]counter
+	// OpenID Connect state, also under mu: consents (consent.go),
+	// sign-in sessions (session.go), the signing-key set (keys.go).
+	consents     map[userKey]map[string]string // client id -> scope
+	sessions     map[Hash]Session
+	userSessions map[userKey]map[Hash]struct{}
+	keys         []SigningKey // replaced, never modified
+	keyGen       uint64
 
 	// Owned by the apply goroutine.
 	byClient  map[string]*grant  // head of each client's grant list
@@ -53,6 +60,10 @@ func (f *FSM) reset() {
 	f.clients = make(map[string]*Client)
 	f.users = make(map[userKey]*User)
 	f.counters = make(map[string]counter)
+	f.consents = make(map[userKey]map[string]string)
+	f.sessions = make(map[Hash]Session)
+	f.userSessions = make(map[userKey]map[Hash]struct{})
+	f.keys, f.keyGen = nil, 0
 	f.byClient = make(map[string]*grant)
 	f.bySubject = make(map[userKey]*grant)
 	f.interned = make(map[string]string)
@@ -99,9 +110,21 @@ func (f *FSM) apply(index uint64, c Command) Result {
 	case *DeleteUser:
 		return f.deleteUser(c)
 	case *Purge:
+		f.purgeSessions(c.Now)
+		f.purgeSigningKeys(c.Now)
 		return Result{Count: f.purge(c.Now)}
 	case *Noop:
 		return Result{}
+	case *RememberConsent:
+		return f.rememberConsent(c)
+	case *ForgetConsent:
+		return f.forgetConsent(c)
+	case *StartSession:
+		return f.startSession(c)
+	case *EndSession:
+		return f.endSession(c)
+	case *PutSigningKeys:
+		return f.putSigningKeys(c)
 	}
 	return Result{Outcome: BadCommand}
 }
@@ -178,8 +201,11 @@ func (f *FSM) issueGrant(index uint64, c *IssueGrant) Result {
 		}
 	}
 	g.tokens = make([]key, 0, n) // exactly: most grants never hold more
-	if !c.Code.Hash.IsZero() {
+	if !c.Code.Hash.IsZero() || c.Nonce != "" || c.AuthTime != 0 {
 		g.code = &codeBinding{redirectURI: c.RedirectURI, challenge: c.CodeChallenge}
+		if c.Nonce != "" || c.AuthTime != 0 {
+			g.code.signIn = &signIn{nonce: c.Nonce, authTime: c.AuthTime}
+		}
 	}
 	f.indexGrant(g)
 	if !c.Code.Hash.IsZero() {
@@ -454,6 +480,7 @@ func cloneClient(c *Client) *Client {
 	nc.RedirectURIs = append([]string(nil), c.RedirectURIs...)
 	nc.GrantTypes = append([]string(nil), c.GrantTypes...)
 	nc.Scopes = append([]string(nil), c.Scopes...)
+	nc.PostLogoutRedirectURIs = append([]string(nil), c.PostLogoutRedirectURIs...)
 	return &nc
 }
 
@@ -463,6 +490,7 @@ func (f *FSM) deleteClient(c *DeleteClient) Result {
 	if ok {
 		delete(f.clients, c.ClientID)
 		delete(f.counters, c.ClientID)
+		f.forgetClientConsents(c.ClientID)
 	}
 	f.mu.Unlock()
 	if !ok {
@@ -497,6 +525,8 @@ func (f *FSM) deleteUser(c *DeleteUser) Result {
 	if ok {
 		delete(f.users, k)
 		delete(f.counters, subjectOf("", c.Tenant, c.Username))
+		delete(f.consents, k)
+		f.dropUserSessions(k)
 	}
 	f.mu.Unlock()
 	if !ok {

@@ -109,8 +109,24 @@ func (g *grant) setRot(r *rotation) {
 
 type link struct{ prev, next *grant }
 
-// codeBinding is what redeeming a grant's authorization code must match.
-type codeBinding struct{ redirectURI, challenge string }
+// codeBinding is what the grant was bound to when it was authorized: what
+// redeeming its authorization code must match, and the OpenID sign-in it
+// came from (nil for any other grant). A grant has one when it was issued
+// with a code or for a sign-in; an implicit OpenID grant has empty
+// redirect URI and challenge and no code to redeem. Both are immutable.
+// The sign-in hangs off its own pointer so the binding of a plain code
+// grant stays in a small size class.
+type codeBinding struct {
+	redirectURI, challenge string
+	signIn                 *signIn
+}
+
+// signIn is the OpenID Connect part of a grant: the request's nonce and
+// when the user authenticated (unix seconds), for its ID tokens.
+type signIn struct {
+	nonce    string
+	authTime int64
+}
 
 // rotation is a grant's refresh chain after its first refresh: the live
 // refresh token and the access token issued with it, and the most recently

@@ -31,6 +31,9 @@ func (f *FSM) lookupKey(k key, now int64) (Token, bool) {
 		IssuedAt:  r.issuedAt,
 		ExpiresAt: r.expiresAt,
 	}
+	if g.code != nil && g.code.signIn != nil {
+		t.Nonce, t.AuthTime = g.code.signIn.nonce, g.code.signIn.authTime
+	}
 	return t, true
 }
 

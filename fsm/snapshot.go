@@ -162,14 +162,14 @@ func (s *Snapshot) writeTables(sw *snapshotWriter) error {
 	e := &sw.e
 	e.uvarint(uint64(len(s.clients)))
 	for _, c := range s.clients {
-		encodeClient(e, c, true)
+		encodeClient(e, c, true, false)
 		if err := sw.flush(); err != nil {
 			return err
 		}
 	}
 	e.uvarint(uint64(len(s.users)))
 	for _, u := range s.users {
-		encodeUser(e, u)
+		encodeUser(e, u, false)
 		if err := sw.flush(); err != nil {
 			return err
 		}
@@ -303,6 +303,8 @@ func (f *FSM) Restore(r io.Reader) error {
 	}
 	f.mu.Lock()
 	f.clients, f.users, f.counters = fresh.clients, fresh.users, fresh.counters
+	f.consents, f.sessions, f.userSessions = fresh.consents, fresh.sessions, fresh.userSessions
+	f.keys, f.keyGen = fresh.keys, fresh.keyGen
 	f.mu.Unlock()
 	f.byClient, f.bySubject, f.interned, f.ptrs = fresh.byClient, fresh.bySubject, fresh.interned, fresh.ptrs
 	f.nGrants.Store(fresh.nGrants.Load())
@@ -370,11 +372,11 @@ func (f *FSM) readSnapshot(r io.Reader) (uint64, error) {
 // readTables reads the clients, users and counters sections.
 func (f *FSM) readTables(d *decoder, version byte) {
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
-		c := decodeClient(d, version >= snapshotVersionFlags)
+		c := decodeClient(d, version >= snapshotVersionFlags, false)
 		f.clients[c.ID] = &c
 	}
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
-		u := decodeUser(d)
+		u := decodeUser(d, false)
 		f.users[userKey{u.Tenant, u.Username}] = &u
 	}
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {

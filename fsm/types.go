@@ -59,8 +59,15 @@ type Client struct {
 	// Introspect marks a resource server: it may introspect every
 	// client's tokens. Any other client may introspect only its own.
 	Introspect bool
-	CreatedAt  int64 // unix nanoseconds
-	UpdatedAt  int64
+	// AccessTokenFormat is how the client's access tokens look: "" (or
+	// "opaque") for random strings, "jwt" for RFC 9068 signed tokens.
+	// Either way the index holds only the token's hash.
+	AccessTokenFormat string
+	// PostLogoutRedirectURIs are where RP-initiated logout may send the
+	// browser afterwards (exact match).
+	PostLogoutRedirectURIs []string
+	CreatedAt              int64 // unix nanoseconds
+	UpdatedAt              int64
 }
 
 // HasGrant reports whether the client is registered for grant type g.
@@ -118,6 +125,11 @@ type User struct {
 	Username     string
 	PasswordHash string // PHC-encoded slow hash (argon2id); never a raw password
 	CreatedAt    int64
+	// OpenID Connect standard claims, released by the profile
+	// (Name, PreferredUsername) and email (Email, EmailVerified) scopes.
+	Name, Email       string
+	EmailVerified     bool
+	PreferredUsername string
 }
 
 // Token is what a lookup returns: the token's own times and the grant it
@@ -131,6 +143,10 @@ type Token struct {
 	Scope     string
 	IssuedAt  int64 // unix nanoseconds
 	ExpiresAt int64
+	// Nonce and AuthTime (unix seconds) of an OpenID sign-in, carried by
+	// every token of its grant; empty and 0 for other grants.
+	Nonce    string
+	AuthTime int64
 }
 
 // Subject is the stable subject of the token: tenant/username for user
@@ -165,6 +181,12 @@ const (
 	Exists
 	// BadCommand: the command could not be decoded; nothing changed.
 	BadCommand
+	// Conflict: a conditional write (PutSigningKeys.IfGeneration) met a
+	// state that changed since it was read; nothing changed.
+	Conflict
+	// Invalid: the command decoded but carries values the state refuses
+	// (a malformed signing-key set, an empty session id); nothing changed.
+	Invalid
 )
 
 var outcomeErrors = [...]error{
@@ -176,6 +198,8 @@ var outcomeErrors = [...]error{
 	Mismatch:    errors.New("parameters do not match the grant"),
 	Exists:      errors.New("already exists"),
 	BadCommand:  errors.New("malformed command"),
+	Conflict:    errors.New("changed concurrently; read again and retry"),
+	Invalid:     errors.New("invalid values"),
 }
 
 // Err returns the outcome as an error, nil for OK. Errors compare with ==.
@@ -195,6 +219,8 @@ var (
 	ErrMismatch    = outcomeErrors[Mismatch]
 	ErrExists      = outcomeErrors[Exists]
 	ErrBadCommand  = outcomeErrors[BadCommand]
+	ErrConflict    = outcomeErrors[Conflict]
+	ErrInvalid     = outcomeErrors[Invalid]
 )
 
 // Result is what Apply returns for one command.
@@ -207,7 +233,9 @@ type Result struct {
 	// IssuedCount is how many access tokens the subject has been issued,
 	// this one included (Martini's token_issued_counter).
 	IssuedCount uint64
-	// Count of grants affected by bulk revocations and purges.
+	// Count of grants affected by bulk revocations and purges; for
+	// PutSigningKeys, the key set's generation after the command (the
+	// current one when it reports Conflict).
 	Count uint64
 	// Scope is the effective scope of the access token an IssueGrant,
 	// RedeemCode or RotateRefresh issued (the grant's, or the narrower one
