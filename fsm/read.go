@@ -20,6 +20,24 @@ func (f *FSM) lookupKey(k key, now int64) (Token, bool) {
 	if !ok || r.state != stateActive || now >= r.expiresAt || r.grant.revoked.Load() {
 		return Token{}, false
 	}
+	return tokenOf(&r), true
+}
+
+// Holder returns the token with hash h whatever its state or expiry, as
+// long as its grant is not revoked: a rotated-out refresh token or a
+// redeemed code is found too. It tells a node who holds what a client
+// presents before the command that judges it (redeem, rotate) is written,
+// e.g. to sign a JWT access token for that subject; it decides nothing.
+func (f *FSM) Holder(h Hash) (Token, bool) {
+	r, ok := f.tokens.get(keyOf(h))
+	if !ok || r.grant.revoked.Load() {
+		return Token{}, false
+	}
+	return tokenOf(&r), true
+}
+
+// tokenOf is what a read hands out for the record r.
+func tokenOf(r *record) Token {
 	g := r.grant
 	t := Token{
 		Kind:      r.kind,
@@ -34,7 +52,7 @@ func (f *FSM) lookupKey(k key, now int64) (Token, bool) {
 	if g.code != nil && g.code.signIn != nil {
 		t.Nonce, t.AuthTime = g.code.signIn.nonce, g.code.signIn.authTime
 	}
-	return t, true
+	return t
 }
 
 // Client returns the client with the given id. The result must not be
