@@ -40,6 +40,9 @@ Scenarios (default validate):
   baseline        bare net/http server (a child process of this one unless
                   --baseline-in-process), same handler shape and response bytes
                   as /validate (needs no tokend unless targets given)
+  issue-cc-jwt    issue-cc for a client registered with access_token_format
+                  jwt: every token signed (RFC 9068 at+jwt)
+  validate-jwt    validate with a pool of JWT access tokens
 
 Load models:
   closed loop (default): --concurrency workers, each sends its next request

@@ -17,12 +17,17 @@ const (
 	ScenarioMixed         = "mixed"
 	ScenarioVisibility    = "visibility"
 	ScenarioBaseline      = "baseline"
+	// The same operations as validate and issue-cc, with a client whose
+	// access tokens are RFC 9068 JWTs (httpapi/jwtaccess.go).
+	ScenarioIssueCCJWT  = "issue-cc-jwt"
+	ScenarioValidateJWT = "validate-jwt"
 )
 
 // ScenarioNames lists every scenario in help order.
 var scenarioNames = []string{
 	ScenarioValidate, ScenarioIntrospect, ScenarioIssueCC, ScenarioIssuePassword,
 	ScenarioRefresh, ScenarioRevoke, ScenarioMixed, ScenarioVisibility, ScenarioBaseline,
+	ScenarioIssueCCJWT, ScenarioValidateJWT,
 }
 
 // Limits that keep every run bounded.

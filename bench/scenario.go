@@ -151,7 +151,7 @@ func newScenario(name string, e *env, mix []MixEntry) Scenario {
 	switch name {
 	case ScenarioIntrospect:
 		return Scenario{Name: name, Do: func(ctx context.Context, w *worker) outcome { return introspectOp(ctx, e, w) }}
-	case ScenarioIssueCC:
+	case ScenarioIssueCC, ScenarioIssueCCJWT:
 		return Scenario{Name: name, Do: func(ctx context.Context, w *worker) outcome {
 			o, _ := issueCC(ctx, e, w)
 			return o

@@ -22,6 +22,8 @@ type seedNeeds struct {
 	tokens int // pre-issued client_credentials access tokens
 	users  int
 	chains int // refresh-token chains (one password grant each)
+	// jwt registers the bench client for JWT access tokens.
+	jwt bool
 }
 
 func needsFor(cfg *Config, mix []MixEntry) seedNeeds {
@@ -29,6 +31,10 @@ func needsFor(cfg *Config, mix []MixEntry) seedNeeds {
 	switch cfg.Scenario {
 	case ScenarioValidate, ScenarioIntrospect, ScenarioRevoke, ScenarioBaseline:
 		n.tokens = cfg.Tokens
+	case ScenarioValidateJWT:
+		n.tokens, n.jwt = cfg.Tokens, true
+	case ScenarioIssueCCJWT:
+		n.jwt = true
 	case ScenarioMixed:
 		for _, e := range mix {
 			if (e.Op == opValidate || e.Op == opIntrospect || e.Op == opRevoke) && e.Weight > 0 {
@@ -97,18 +103,24 @@ func (s *seeder) adminPost(ctx context.Context, path string, body, out any) erro
 	return nil
 }
 
-func (s *seeder) createClient(ctx context.Context) (creds, error) {
+func (s *seeder) createClient(ctx context.Context, jwt bool) (creds, error) {
 	var out struct {
 		ClientID     string `json:"client_id"`
 		ClientSecret string `json:"client_secret"`
 	}
-	err := s.adminPost(ctx, "/admin/clients", map[string]any{
+	reg := map[string]any{
 		"name":          "tokend-bench " + s.runID,
 		"redirect_uris": []string{},
 		"grant_types":   []string{"client_credentials", "password", "refresh_token"},
 		"scopes":        []string{"read", "write"},
 		"public":        false,
-	}, &out)
+	}
+	if jwt {
+		// Only then: a build without JWT access tokens (bench/before-after.sh)
+		// refuses the unknown field.
+		reg["access_token_format"] = "jwt"
+	}
+	err := s.adminPost(ctx, "/admin/clients", reg, &out)
 	if err != nil {
 		return creds{}, fmt.Errorf("creating the bench client: %w", err)
 	}
@@ -254,7 +266,7 @@ func (s *seeder) issueChains(ctx context.Context, c creds, users []user, n int) 
 func (s *seeder) seed(ctx context.Context, need seedNeeds) (*seeded, error) {
 	out := &seeded{}
 	var err error
-	if out.creds, err = s.createClient(ctx); err != nil {
+	if out.creds, err = s.createClient(ctx, need.jwt); err != nil {
 		return nil, err
 	}
 	if need.users > 0 || need.chains > 0 {

@@ -62,6 +62,8 @@ type clientRequest struct {
 	// Introspect registers a resource server, which may introspect every
 	// client's tokens (introspect.go).
 	Introspect bool `json:"introspect"`
+	// AccessTokenFormat is "opaque" (or absent) or "jwt" (jwtaccess.go).
+	AccessTokenFormat string `json:"access_token_format"`
 }
 
 type clientView struct {
@@ -75,6 +77,9 @@ type clientView struct {
 	Introspect   bool     `json:"introspect"`
 	CreatedAt    string   `json:"created_at"`
 	UpdatedAt    string   `json:"updated_at,omitempty"`
+
+	// AccessTokenFormat is "opaque" or "jwt" (jwtaccess.go).
+	AccessTokenFormat string `json:"access_token_format"`
 }
 
 func viewClient(c *fsm.Client, secret string) clientView {
@@ -83,6 +88,7 @@ func viewClient(c *fsm.Client, secret string) clientView {
 		RedirectURIs: nonNil(c.RedirectURIs), GrantTypes: nonNil(c.GrantTypes), Scopes: nonNil(c.Scopes),
 		CreatedAt: time.Unix(0, c.CreatedAt).UTC().Format(time.RFC3339),
 	}
+	v.AccessTokenFormat = viewAccessTokenFormat(c)
 	if c.UpdatedAt != 0 {
 		v.UpdatedAt = time.Unix(0, c.UpdatedAt).UTC().Format(time.RFC3339)
 	}
@@ -157,6 +163,9 @@ func (s *Server) createClient(w http.ResponseWriter, r *http.Request) error {
 	}
 	c, err := req.validate()
 	if err != nil {
+		return err
+	}
+	if c.AccessTokenFormat, err = s.checkAccessTokenFormat(req.AccessTokenFormat); err != nil {
 		return err
 	}
 	c.ID = newClientID()
@@ -234,6 +243,9 @@ func (s *Server) updateClient(w http.ResponseWriter, r *http.Request) error {
 	req.Public = &old.Public
 	c, err := req.validate()
 	if err != nil {
+		return err
+	}
+	if c.AccessTokenFormat, err = s.checkAccessTokenFormat(req.AccessTokenFormat); err != nil {
 		return err
 	}
 	c.ID, c.CreatedAt, c.UpdatedAt = old.ID, old.CreatedAt, s.now().UnixNano()

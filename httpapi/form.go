@@ -17,7 +17,8 @@ const maxFormBytes = 64 << 10
 
 // fieldLimit bounds, in bytes, each parameter tokend reads from a form or
 // an /authorize query. Nothing legitimate comes near them: tokend's own
-// tokens, codes and secrets are under 60 bytes, user and tenant names at
+// opaque tokens, codes and secrets are under 60 bytes, JWT access tokens
+// under maxTokenBytes (jwtaccess.go), user and tenant names at
 // most 200 (admin.go), PKCE values at most 128 (RFC 7636). Over its limit
 // a parameter is invalid_request (README, "Request limits"), before it
 // reaches a lookup, the login limiter or a sign-in session.
@@ -42,7 +43,7 @@ var fieldLimit = []struct {
 	{"code", 512},
 	{"code_verifier", 128},
 	{"code_challenge", 128},
-	{"token", 512},
+	{"token", maxTokenBytes}, // JWT access tokens (jwtaccess.go)
 	{"refresh_token", 512},
 	{"request_id", 256},
 	{"csrf_token", 256},

@@ -18,6 +18,7 @@ type introspection struct {
 	Exp       int64  `json:"exp,omitempty"`
 	Iat       int64  `json:"iat,omitempty"`
 	Issuer    string `json:"iss,omitempty"`
+	JTI       string `json:"jti,omitempty"` // JWT access tokens (jwtaccess.go)
 }
 
 // introspect serves POST /introspect (RFC 7662) from local memory. Callers
@@ -71,6 +72,7 @@ func (s *Server) introspectRequest(w http.ResponseWriter, r *http.Request) (intr
 		Exp:       t.ExpiresAt / int64(time.Second),
 		Iat:       t.IssuedAt / int64(time.Second),
 		Issuer:    s.cfg.Issuer,
+		JTI:       jwtID(raw),
 	}, nil
 }
 
@@ -93,5 +95,6 @@ func (i *introspection) appendJSON(b []byte) []byte {
 		o.int("iat", i.Iat)
 	}
 	o.strOmit("iss", i.Issuer)
+	o.strOmit("jti", i.JTI)
 	return append(o.b, '}', '\n')
 }

@@ -147,7 +147,10 @@ func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, f form, c
 	if err := s.checkUser(r, tenant, username, password); err != nil {
 		return err
 	}
-	t := s.mint(c.HasGrant("refresh_token"))
+	t, err := s.mintFor(r.Context(), c, holder{tenant: tenant, username: username, scope: scope}, c.HasGrant("refresh_token"))
+	if err != nil {
+		return err
+	}
 	res, err := s.apply(r.Context(), &fsm.IssueGrant{
 		ClientID: c.ID, Tenant: tenant, Username: username, Scope: scope,
 		IssuedAt: t.now.UnixNano(), Access: t.accessSpec, Refresh: t.refreshSpec,
@@ -220,7 +223,10 @@ func (s *Server) clientCredentialsGrant(w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return err
 	}
-	t := s.mint(false)
+	t, err := s.mintFor(r.Context(), c, holder{scope: scope}, false)
+	if err != nil {
+		return err
+	}
 	res, err := s.apply(r.Context(), &fsm.IssueGrant{
 		ClientID: c.ID, Scope: scope, IssuedAt: t.now.UnixNano(), Access: t.accessSpec,
 	})
@@ -240,7 +246,10 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, f form, c 
 		return invalidRequest("refresh_token is required")
 	}
 	requested := strings.Join(strings.Fields(f.get("scope")), " ")
-	t := s.mint(true)
+	t, err := s.mintRotation(r.Context(), c, old, requested)
+	if err != nil {
+		return err
+	}
 	res, err := s.apply(r.Context(), &fsm.RotateRefresh{
 		Old: fsm.HashOf(old), ClientID: c.ID, Scope: requested,
 		Now: t.now.UnixNano(), Grace: int64(s.cfg.RefreshGrace),
@@ -272,7 +281,10 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, f form, c *fs
 		}
 		challenge = s256(v)
 	}
-	t := s.mint(c.HasGrant("refresh_token"))
+	t, err := s.mintRedemption(r.Context(), c, code)
+	if err != nil {
+		return err
+	}
 	res, err := s.apply(r.Context(), &fsm.RedeemCode{
 		Code: fsm.HashOf(code), ClientID: c.ID, RedirectURI: redirect, Challenge: challenge,
 		Now: t.now.UnixNano(), Access: t.accessSpec, Refresh: t.refreshSpec,

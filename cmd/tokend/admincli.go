@@ -37,6 +37,7 @@ func adminCommand(ctx context.Context, group string, args []string, stdout, stde
 	fs.Var(&o.scopes, "scope", "client: scope (repeatable)")
 	fs.BoolVar(&o.public, "public", false, "client: public client (no secret, PKCE required)")
 	fs.BoolVar(&o.introspect, "introspect", false, "client: a resource server, which may introspect every client's tokens (others only their own); client update without it clears it")
+	fs.StringVar(&o.tokenFormat, "access-token-format", "opaque", "client: opaque, or jwt for RFC 9068 signed access tokens; client update without it sets opaque")
 	fs.StringVar(&o.tenant, "tenant", "default", "user: tenant")
 	fs.StringVar(&o.username, "username", "", "user: user name")
 	fs.StringVar(&o.password, "password", "", "user: password (or TOKEND_PASSWORD)")
@@ -81,6 +82,7 @@ type adminOpts struct {
 	name, tenant, username, password, client, user string
 	redirects, grants, scopes                      listFlag
 	public, introspect                             bool
+	tokenFormat                                    string
 }
 
 // request maps a subcommand to its admin API call.
@@ -92,7 +94,8 @@ func (o *adminOpts) request(group, verb string, fs *flag.FlagSet) (method, path 
 		return fs.Arg(0), nil
 	}
 	clientBody := func() map[string]any {
-		return map[string]any{"name": o.name, "redirect_uris": o.redirects, "grant_types": o.grants, "scopes": o.scopes, "public": o.public, "introspect": o.introspect}
+		return map[string]any{"name": o.name, "redirect_uris": o.redirects, "grant_types": o.grants, "scopes": o.scopes, "public": o.public, "introspect": o.introspect,
+			"access_token_format": o.tokenFormat}
 	}
 	userPath := func(s string) (string, error) {
 		tenant, name, ok := strings.Cut(s, "/")
