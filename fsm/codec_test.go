@@ -54,6 +54,32 @@ func sampleCommands() []Command {
 		&DeleteUser{Tenant: "acme", Username: "ålice"},
 		&Purge{Now: 1_700_000_000_000_000_000},
 		&Noop{},
+		&RememberConsent{Tenant: "acme", Username: "ålice", ClientID: "client-1", Scope: "openid profile"},
+		&ForgetConsent{Tenant: "acme", Username: "ålice", ClientID: "client-1"},
+		&StartSession{SID: h("sid"), Tenant: "acme", Username: "ålice", AuthTime: 1_700_000_000, ExpiresAt: math.MaxInt64},
+		&EndSession{SID: h("sid")},
+		&PutSigningKeys{IfGeneration: 1 << 40, Keys: []SigningKey{
+			{ID: "k1", Alg: "ES256", Public: []byte(`{"kty":"EC"}`), Sealed: []byte{0, 1, 0xff}, State: KeyCurrent,
+				CreatedAt: math.MinInt64, RetiredAt: 0, RemoveAt: math.MaxInt64},
+			{ID: "k0", Alg: "RS256", Public: []byte(`{"kty":"RSA"}`), Sealed: []byte{9}, State: KeyRetired,
+				CreatedAt: 1, RetiredAt: 2, RemoveAt: 3},
+		}},
+	}
+}
+
+// oidcCommands are commands that use encoding version 3 (OpenID Connect
+// fields), with every such field set.
+func oidcCommands() []Command {
+	return []Command{
+		&IssueGrant{ClientID: "client-1", Tenant: "acme", Username: "ålice", Scope: "openid", IssuedAt: 5,
+			Code: TokenSpec{Hash: HashOf("oidc-code"), ExpiresAt: 1 << 62}, RedirectURI: "https://app.example/cb",
+			Nonce: "n-0S6_WzA2Mj", AuthTime: 1_700_000_000},
+		&IssueGrant{ClientID: "client-1", Access: TokenSpec{Hash: HashOf("oidc-implicit"), ExpiresAt: 1 << 62}, AuthTime: -1},
+		&PutClient{Client: Client{ID: "client-1", AccessTokenFormat: "jwt", PostLogoutRedirectURIs: []string{"https://app.example/bye", ""}}},
+		&PutClient{Client: Client{ID: "client-1", Introspect: true, PostLogoutRedirectURIs: []string{"x"}}, Create: true},
+		&PutUser{User: User{Tenant: "acme", Username: "ålice", Name: "Ålice A", Email: "a@example.com",
+			EmailVerified: true, PreferredUsername: "al"}, Create: true},
+		&PutUser{User: User{Tenant: "acme", Username: "bob", EmailVerified: true}},
 	}
 }
 
@@ -62,7 +88,7 @@ func TestSampleCommandsCoverEveryOp(t *testing.T) {
 	for _, c := range sampleCommands() {
 		seen[c.op()] = true
 	}
-	for o := opIssueGrant; o <= opNoop; o++ {
+	for o := opIssueGrant; o <= opLast; o++ {
 		if !seen[o] {
 			t.Errorf("op %d has no sample command", o)
 		}
@@ -70,10 +96,11 @@ func TestSampleCommandsCoverEveryOp(t *testing.T) {
 }
 
 func TestCodecRoundTrip(t *testing.T) {
-	cmds := append(sampleCommands(),
+	cmds := append(append(sampleCommands(), oidcCommands()...),
 		// Zero values round trip too (nil slices stay nil).
 		&IssueGrant{}, &RedeemCode{}, &RotateRefresh{}, &RevokeToken{}, &RevokeClient{},
 		&RevokeSubject{}, &PutClient{}, &DeleteClient{}, &PutUser{}, &DeleteUser{}, &Purge{},
+		&RememberConsent{}, &ForgetConsent{}, &StartSession{}, &EndSession{}, &PutSigningKeys{},
 	)
 	for _, c := range cmds {
 		b := Encode(c)
@@ -91,7 +118,7 @@ func TestCodecRoundTrip(t *testing.T) {
 }
 
 func TestDecodeRejectsTruncated(t *testing.T) {
-	for _, c := range sampleCommands() {
+	for _, c := range append(sampleCommands(), oidcCommands()...) {
 		b := Encode(c)
 		for n := 0; n < len(b); n++ {
 			if got, err := Decode(b[:n]); err == nil {
@@ -102,14 +129,16 @@ func TestDecodeRejectsTruncated(t *testing.T) {
 }
 
 func TestDecodeRejectsVersionOpTrailing(t *testing.T) {
-	for _, c := range sampleCommands() {
+	for _, c := range append(sampleCommands(), oidcCommands()...) {
 		b := Encode(c)
-		// Unknown versions, and the known version Encode did not pick.
-		other := byte(encodingVersionFlags)
-		if b[0] == encodingVersionFlags {
-			other = encodingVersion
+		// Unknown versions, and the known versions Encode did not pick.
+		bad := []byte{0, encodingVersionOIDC + 1, 0xff}
+		for v := byte(encodingVersion); v <= encodingVersionOIDC; v++ {
+			if v != b[0] {
+				bad = append(bad, v)
+			}
 		}
-		for _, v := range []byte{0, encodingVersionFlags + 1, 0xff, other} {
+		for _, v := range bad {
 			bad := append([]byte{v}, b[1:]...)
 			if _, err := Decode(bad); err == nil {
 				t.Errorf("%T: version %d accepted", c, v)
@@ -122,7 +151,7 @@ func TestDecodeRejectsVersionOpTrailing(t *testing.T) {
 			}
 		}
 	}
-	for _, o := range []byte{0, byte(opNoop) + 1, 0x7f, 0xff} {
+	for _, o := range []byte{0, byte(opLast) + 1, 0x7f, 0xff} {
 		if _, err := Decode([]byte{encodingVersion, o}); err == nil {
 			t.Errorf("unknown op %d accepted", o)
 		}
@@ -376,7 +405,7 @@ func TestOutcomeErr(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, c := range sampleCommands() {
+	for _, c := range append(sampleCommands(), oidcCommands()...) {
 		f.Add(Encode(c))
 	}
 	f.Add([]byte{})
@@ -417,6 +446,20 @@ func fuzzFixture() *FSM {
 			Refresh: TokenSpec{HashOf("refresh"), 1 << 62}, RedirectURI: "https://app.example/cb?x=1",
 			CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"},
 		&IssueGrant{ClientID: "client-1", IssuedAt: 0, Access: TokenSpec{HashOf("cc"), 1 << 62}},
+		// OpenID Connect state, so mutated new commands meet existing
+		// records (the sample StartSession's SID, a key set at generation 1).
+		&PutUser{User: User{Tenant: "acme", Username: "bob", Name: "Bob", EmailVerified: true}, Create: true},
+		&PutClient{Client: Client{ID: "rp", AccessTokenFormat: "jwt", PostLogoutRedirectURIs: []string{"https://rp/bye"}}, Create: true},
+		&RememberConsent{Tenant: "acme", Username: "ålice", ClientID: "client-1", Scope: "openid"},
+		&RememberConsent{Tenant: "acme", Username: "bob", ClientID: "rp", Scope: "openid email"},
+		&StartSession{SID: HashOf("sid"), Tenant: "acme", Username: "ålice", AuthTime: 1, ExpiresAt: 1 << 62},
+		&StartSession{SID: HashOf("sid2"), Tenant: "acme", Username: "bob", AuthTime: 2, ExpiresAt: 50},
+		&IssueGrant{ClientID: "rp", Tenant: "acme", Username: "bob", Scope: "openid", IssuedAt: 0,
+			Code: TokenSpec{HashOf("fx-code"), 1 << 62}, RedirectURI: "https://rp/cb", Nonce: "nonce", AuthTime: 2},
+		&PutSigningKeys{Keys: []SigningKey{
+			{ID: "k1", Alg: "ES256", Public: []byte("{}"), Sealed: []byte{1}, State: KeyCurrent},
+			{ID: "k0", Alg: "ES256", Public: []byte("{}"), Sealed: []byte{2}, State: KeyRetired, RetiredAt: 1, RemoveAt: 40},
+		}},
 	}
 	for i, c := range cmds {
 		f.Apply(uint64(i+1), Encode(c))
@@ -436,12 +479,21 @@ func indexedKeys(f *FSM) []key {
 }
 
 func FuzzApply(f *testing.F) {
-	for _, c := range sampleCommands() {
+	for _, c := range append(sampleCommands(), oidcCommands()...) {
 		f.Add(Encode(c))
 	}
 	f.Add([]byte{})
 	f.Add([]byte{encodingVersion, 0xff})
 	f.Add([]byte{2, byte(opNoop)})
+	f.Add(Encode(&PutSigningKeys{IfGeneration: 1, Keys: []SigningKey{{ID: "k2", Alg: "RS256", Public: []byte("{}"), Sealed: []byte{3}, State: KeyNext}}}))
+	f.Add(Encode(&PutSigningKeys{IfGeneration: 1, Keys: []SigningKey{{ID: "k2", Alg: "RS256", Public: []byte("{}"), Sealed: []byte{3}, State: 7}}}))
+	f.Add(Encode(&RememberConsent{Tenant: "acme", Username: "bob", ClientID: "client-1", Scope: "profile openid"}))
+	f.Add(Encode(&ForgetConsent{Tenant: "acme", Username: "bob", ClientID: "rp"}))
+	f.Add(Encode(&EndSession{SID: HashOf("sid2")}))
+	f.Add(Encode(&DeleteUser{Tenant: "acme", Username: "bob"}))
+	f.Add(Encode(&DeleteClient{ClientID: "rp"}))
+	f.Add(Encode(&Purge{Now: 45}))
+	f.Add(Encode(&RotateRefresh{Old: HashOf("refresh"), ClientID: "client-1", Now: 1, Access: TokenSpec{HashOf("a9"), 1 << 62}, Refresh: TokenSpec{HashOf("r9"), 1 << 62}}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fs := fuzzFixture()
 		before := digest(fs)
@@ -494,6 +546,9 @@ func FuzzApply(f *testing.F) {
 		}
 		if fs.AppliedIndex() != g.AppliedIndex() || !reflect.DeepEqual(fs.Clients(), g.Clients()) || !reflect.DeepEqual(fs.Users(), g.Users()) {
 			t.Fatal("restored clients, users or index differ")
+		}
+		if a, b := oidcDigest(fs), oidcDigest(g); a != b {
+			t.Fatalf("restored OpenID state differs:\n%s", diffLines(a, b))
 		}
 	})
 }

@@ -14,10 +14,11 @@ import (
 // (the tree before snapshot version N+1) after a workload, and
 // snapshot-vN.lookups what that state answered: every token at four times,
 // the clients and the users. The version 2 image also holds a grace retry
-// (an orphaned refresh token). A node upgraded in place restores its old
-// snapshot, so each image must restore to exactly that.
+// (an orphaned refresh token); the version 3 one clients with flags. A
+// node upgraded in place restores its old snapshot, so each image must
+// restore to exactly that.
 func TestRestoreOlderImages(t *testing.T) {
-	for _, v := range []int{1, 2} {
+	for _, v := range []int{1, 2, 3} {
 		t.Run(fmt.Sprint("version ", v), func(t *testing.T) {
 			img, err := os.ReadFile(fmt.Sprintf("testdata/snapshot-v%d.bin", v))
 			if err != nil {
@@ -40,9 +41,20 @@ func TestRestoreOlderImages(t *testing.T) {
 				t.Fatalf("restored version %d state differs:\n%s", v, diffLines(string(want), got))
 			}
 			for _, c := range f.Clients() {
-				if c.Introspect {
+				if c.Introspect && v < snapshotVersionFlags {
 					t.Errorf("client %q of a version %d image may introspect", c.ID, v)
 				}
+				if c.AccessTokenFormat != "" || c.PostLogoutRedirectURIs != nil {
+					t.Errorf("client %q of a version %d image has OpenID fields", c.ID, v)
+				}
+			}
+			for _, u := range f.Users() {
+				if userHasClaims(u) {
+					t.Errorf("user %q of a version %d image has claims", u.Username, v)
+				}
+			}
+			if keys, gen := f.SigningKeys(); keys != nil || gen != 0 || f.SessionCount() != 0 || f.ConsentCount() != 0 {
+				t.Errorf("version %d image restored OpenID state", v)
 			}
 			// It snapshots again in the current version and round trips.
 			if img2 := snapshotBytes(t, f); img2[4] != snapshotVersion {

@@ -149,8 +149,13 @@ func digest(f *FSM) string {
 		if g.spent() != nil {
 			sp = *g.spent()
 		}
-		lines = append(lines, fmt.Sprintf("grant %d id=%d %q %q %q %q %q %q iat=%d cur=%x/%x prev=%x rot=%d revoked=%v tokens=%v retired=%v orphans=%v",
-			id, g.id, g.clientID(), g.tenant, g.username, *g.scope, code.redirectURI, code.challenge, g.issuedAt,
+		var si signIn
+		if code.signIn != nil {
+			si = *code.signIn
+		}
+		lines = append(lines, fmt.Sprintf("grant %d id=%d %q %q %q %q %q %q bound=%v signIn=%v/%q/%d iat=%d cur=%x/%x prev=%x rot=%d revoked=%v tokens=%v retired=%v orphans=%v",
+			id, g.id, g.clientID(), g.tenant, g.username, *g.scope, code.redirectURI, code.challenge, g.code != nil,
+			code.signIn != nil, si.nonce, si.authTime, g.issuedAt,
 			rot.cur[:6], rot.curAccess[:6], rot.prev[:6], rot.rotatedAt, g.revoked.Load(), toks, spentKeys(sp.retired), spentKeys(sp.orphans)))
 	}
 	for k, head := range f.byClient {
@@ -169,6 +174,7 @@ func digest(f *FSM) string {
 	for k, c := range f.counters {
 		lines = append(lines, fmt.Sprintf("counter %q %d %d", k, c.count, c.last))
 	}
+	lines = append(lines, digestOIDC(f)...)
 	f.mu.RUnlock()
 	sort.Strings(lines)
 	return strings.Join(lines, "\n")

@@ -53,8 +53,22 @@ type SigningKey struct {
 	CreatedAt, RetiredAt, RemoveAt int64
 }
 
-// maxSigningKeys bounds the set (and so the JWKS document).
-const maxSigningKeys = 64
+// maxSigningKeys bounds the set (and so the JWKS document); a longer set
+// is Invalid. maxDecodedKeys bounds what the decoder allocates for: a
+// command with more keys does not decode at all.
+const (
+	maxSigningKeys = 64
+	maxDecodedKeys = 1024
+)
+
+// String and GoString print a key without its sealed bytes, so a key or a
+// command holding one can be logged or printed in a test failure.
+func (k SigningKey) String() string {
+	return fmt.Sprintf("{ID:%q Alg:%q State:%v Public:%d bytes Sealed:%d bytes CreatedAt:%d RetiredAt:%d RemoveAt:%d}",
+		k.ID, k.Alg, k.State, len(k.Public), len(k.Sealed), k.CreatedAt, k.RetiredAt, k.RemoveAt)
+}
+
+func (k SigningKey) GoString() string { return "fsm.SigningKey" + k.String() }
 
 // PutSigningKeys replaces the whole set if its generation is still
 // IfGeneration; the generation then goes up by one. Otherwise the outcome
@@ -96,7 +110,7 @@ func encodeSigningKey(e *encoder, k *SigningKey) {
 // decodes and is refused as Invalid by Apply.
 func decodeSigningKeys(d *decoder) []SigningKey {
 	n := d.uvarint()
-	if d.err != nil || n > maxSigningKeys {
+	if d.err != nil || n > maxDecodedKeys {
 		d.fail()
 		return nil
 	}

@@ -11,14 +11,19 @@ import (
 	"sync/atomic"
 )
 
-// Snapshot format (version 3), all integers as in codec.go:
+// Snapshot format (version 4), all integers as in codec.go:
 //
 //	magic "TKDS", version byte, applied index
-//	clients:  count, then each client with its flags (encodeClient)
-//	users:    count, then each user
+//	clients:  count, then each client with its flags and OpenID fields
+//	          (encodeClient)
+//	users:    count, then each user with its claims (encodeUser)
 //	counters: count, then subject, count, last
+//	consents: count, then tenant, username, client id, scope
+//	sessions: count, then SID, tenant, username, authTime, expiresAt
+//	keys:     generation, count, then each signing key (keys.go)
 //	grants:   count, then id, client, tenant, username, scope, issuedAt,
-//	          code flag (+ redirect URI, challenge),
+//	          code flag (+ redirect URI, challenge,
+//	          sign-in flag (+ nonce, authTime)),
 //	          rotation flag (+ cur, curAccess, prev keys, rotatedAt)
 //
 // Keys are the index's 16-byte token keys (index.go), not full hashes.
@@ -28,9 +33,12 @@ import (
 // Version 2 has the layout of version 1 and adds a record state, orphaned
 // (a refresh token a grace retry superseded): a version 1 reader would take
 // such a token for a live one, so it must refuse the image. Version 3 adds
-// the clients' flags (Introspect). Restore reads all three; clients of
-// older images have no flags set. A grant's spent lists (index.go) are not
-// written: Restore rebuilds them from the records.
+// the clients' flags (Introspect). Version 4 adds OpenID Connect: the
+// clients' access token format and post-logout redirect URIs, the users'
+// claims, the consents, sessions and signing keys sections, and a grant's
+// sign-in. Restore reads all four; what an older image lacks is empty. A
+// grant's spent lists (index.go) are not written: Restore rebuilds them
+// from the records.
 //
 // Snapshot runs on the apply goroutine (raft never runs it concurrently
 // with Apply) and copies nothing big: it takes a reference on each shard's
@@ -53,10 +61,12 @@ var snapshotMagic = [4]byte{'T', 'K', 'D', 'S'}
 // snapshotVersion is what WriteTo writes; Restore reads every version from
 // minSnapshotVersion on.
 const (
-	snapshotVersion    = 3
+	snapshotVersion    = 4
 	minSnapshotVersion = 1
 	// snapshotVersionFlags is the first version whose clients have flags.
 	snapshotVersionFlags = 3
+	// snapshotVersionOIDC is the first with OpenID Connect state.
+	snapshotVersionOIDC = 4
 )
 
 // Snapshot is a point-in-time image of the state.
@@ -65,6 +75,10 @@ type Snapshot struct {
 	clients  []*Client
 	users    []*User
 	counters map[string]counter
+	consents map[userKey]map[string]string
+	sessions map[Hash]Session
+	keys     []SigningKey
+	keyGen   uint64
 	tables   [shardCount]*table
 	rots     map[*grant]*rotation
 	writers  *snapWriters
@@ -90,6 +104,12 @@ func (f *FSM) Snapshot() *Snapshot {
 		s.users = append(s.users, u)
 	}
 	s.counters = maps.Clone(f.counters)
+	s.consents = make(map[userKey]map[string]string, len(f.consents))
+	for k, m := range f.consents {
+		s.consents[k] = maps.Clone(m) // Apply changes the inner maps in place
+	}
+	s.sessions = maps.Clone(f.sessions)
+	s.keys, s.keyGen = f.keys, f.keyGen // replaced, never modified
 	f.mu.RUnlock()
 	for i := range f.tokens.shards {
 		s.tables[i] = f.tokens.shards[i].share()
@@ -162,14 +182,14 @@ func (s *Snapshot) writeTables(sw *snapshotWriter) error {
 	e := &sw.e
 	e.uvarint(uint64(len(s.clients)))
 	for _, c := range s.clients {
-		encodeClient(e, c, true, false)
+		encodeClient(e, c, true, true)
 		if err := sw.flush(); err != nil {
 			return err
 		}
 	}
 	e.uvarint(uint64(len(s.users)))
 	for _, u := range s.users {
-		encodeUser(e, u, false)
+		encodeUser(e, u, true)
 		if err := sw.flush(); err != nil {
 			return err
 		}
@@ -183,7 +203,7 @@ func (s *Snapshot) writeTables(sw *snapshotWriter) error {
 			return err
 		}
 	}
-	return nil
+	return s.writeOIDC(sw)
 }
 
 // writeGrants writes the grants section: exactly the grants the shared
@@ -239,6 +259,11 @@ func (s *Snapshot) writeGrant(e *encoder, g *grant) {
 	if g.code != nil {
 		e.string(g.code.redirectURI)
 		e.string(g.code.challenge)
+		e.bool(g.code.signIn != nil)
+		if si := g.code.signIn; si != nil {
+			e.string(si.nonce)
+			e.varint(si.authTime)
+		}
 	}
 	rot := s.rots[g]
 	e.bool(rot != nil)
@@ -301,6 +326,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("fsm: restore snapshot: %w", err)
 	}
+	f.recent.coverAll(applied) // every key may change here (recent.go)
 	f.mu.Lock()
 	f.clients, f.users, f.counters = fresh.clients, fresh.users, fresh.counters
 	f.consents, f.sessions, f.userSessions = fresh.consents, fresh.sessions, fresh.userSessions
@@ -333,9 +359,11 @@ func (f *FSM) readSnapshot(r io.Reader) (uint64, error) {
 		return 0, fmt.Errorf("unknown snapshot version %d", version)
 	}
 	applied := d.uvarint()
-	f.readTables(d, version)
+	if err := f.readTables(d, version); err != nil {
+		return 0, err
+	}
 	// Tokens name their grant by id; only here is a grant looked up so.
-	byID, err := f.readGrants(d)
+	byID, err := f.readGrants(d, version)
 	if err != nil {
 		return 0, err
 	}
@@ -369,24 +397,30 @@ func (f *FSM) readSnapshot(r io.Reader) (uint64, error) {
 	return applied, nil
 }
 
-// readTables reads the clients, users and counters sections.
-func (f *FSM) readTables(d *decoder, version byte) {
+// readTables reads the clients, users and counters sections, and from
+// version 4 on the OpenID Connect sections.
+func (f *FSM) readTables(d *decoder, version byte) error {
+	oidc := version >= snapshotVersionOIDC
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
-		c := decodeClient(d, version >= snapshotVersionFlags, false)
+		c := decodeClient(d, version >= snapshotVersionFlags, oidc)
 		f.clients[c.ID] = &c
 	}
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
-		u := decodeUser(d, false)
+		u := decodeUser(d, oidc)
 		f.users[userKey{u.Tenant, u.Username}] = &u
 	}
 	for n := d.uvarint(); n > 0 && d.err == nil; n-- {
 		k := d.string()
 		f.counters[k] = counter{count: d.uvarint(), last: d.varint()}
 	}
+	if !oidc {
+		return nil
+	}
+	return f.readOIDC(d)
 }
 
 // readGrants reads the grants section and indexes each grant.
-func (f *FSM) readGrants(d *decoder) (map[uint64]*grant, error) {
+func (f *FSM) readGrants(d *decoder, version byte) (map[uint64]*grant, error) {
 	n := d.uvarint()
 	// Sized up front (up to a bound an untrusted count cannot inflate
 	// much): growing a map of millions rehashes it a dozen times.
@@ -399,6 +433,12 @@ func (f *FSM) readGrants(d *decoder) (map[uint64]*grant, error) {
 		g.issuedAt = d.varint()
 		if d.bool() {
 			g.code = &codeBinding{redirectURI: d.string(), challenge: d.string()}
+			if version >= snapshotVersionOIDC && d.bool() {
+				g.code.signIn = &signIn{nonce: d.string(), authTime: d.varint()}
+				if d.err == nil && g.code.signIn.nonce == "" && g.code.signIn.authTime == 0 {
+					return nil, fmt.Errorf("grant %d has an empty sign-in", g.id)
+				}
+			}
 		}
 		if d.bool() {
 			g.setRot(&rotation{cur: d.key(), curAccess: d.key(), prev: d.key(), rotatedAt: d.varint()})

@@ -253,6 +253,10 @@ func TestRestoreRejectsCorrupt(t *testing.T) {
 	e.uvarint(0) // clients
 	e.uvarint(0) // users
 	e.uvarint(0) // counters
+	e.uvarint(0) // consents
+	e.uvarint(0) // sessions
+	e.uvarint(0) // signing keys' generation
+	e.uvarint(0) // signing keys
 	e.uvarint(0) // grants
 	e.b = binary.BigEndian.AppendUint64(e.b, 1)
 	e.hash(HashOf("x"))
@@ -272,10 +276,9 @@ func TestRestoreRejectsCorrupt(t *testing.T) {
 	e.uvarint(1 << 62)
 	mustFail("huge client count", e.b)
 	e = hdr()
-	e.uvarint(0)
-	e.uvarint(0)
-	e.uvarint(0)
-	e.uvarint(0)
+	for range 8 { // clients to grants
+		e.uvarint(0)
+	}
 	e.b = binary.BigEndian.AppendUint64(e.b, 1<<63)
 	mustFail("huge token count", e.b)
 	// A reader that fails midway.
@@ -443,7 +446,7 @@ func FuzzSnapshot(f *testing.F) {
 		fs.Apply(uint64(i+1), d)
 	}
 	f.Add(snapshotBytes(f, fs))
-	for _, v := range []int{1, 2} {
+	for _, v := range []int{1, 2, 3} {
 		if img, err := os.ReadFile(fmt.Sprintf("testdata/snapshot-v%d.bin", v)); err == nil {
 			f.Add(img)
 		}

@@ -16,6 +16,11 @@ type Stats struct {
 	LiveAccess  int `json:"live_access_tokens"`
 	LiveRefresh int `json:"live_refresh_tokens"`
 	LiveCodes   int `json:"live_codes"`
+	// Consents, Sessions and SigningKeys count the OpenID Connect state
+	// (sessions include expired ones not yet purged).
+	Consents    int `json:"consents"`
+	Sessions    int `json:"sessions"`
+	SigningKeys int `json:"signing_keys"`
 	// MaxGrantID is the highest grant id (the log index that created the
 	// grant); an image whose applied index is lower is inconsistent.
 	MaxGrantID uint64 `json:"-"`
@@ -28,6 +33,10 @@ func (f *FSM) Stats(now int64) Stats {
 	var s Stats
 	f.mu.RLock()
 	s.Clients, s.Users = len(f.clients), len(f.users)
+	for _, m := range f.consents {
+		s.Consents += len(m)
+	}
+	s.Sessions, s.SigningKeys = len(f.sessions), len(f.keys)
 	f.mu.RUnlock()
 	f.eachGrant(func(g *grant) {
 		s.Grants++

@@ -268,6 +268,10 @@ func TestRestoreRejectsUnknownKind(t *testing.T) {
 		e.uvarint(0) // clients
 		e.uvarint(0) // users
 		e.uvarint(0) // counters
+		e.uvarint(0) // consents
+		e.uvarint(0) // sessions
+		e.uvarint(0) // signing keys' generation
+		e.uvarint(0) // signing keys
 		e.uvarint(1) // grants
 		e.uvarint(5)
 		e.string("c")
