@@ -72,6 +72,9 @@ type Config struct {
 	Signer Signer
 	// IDTokenTTL is the lifetime of an ID token (default AccessTTL).
 	IDTokenTTL time.Duration
+	// Keys backs GET /admin/keys and POST /admin/keys/rotate
+	// (adminkeys.go); nil: both answer 501.
+	Keys KeyAdmin
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // nil: a private registry
@@ -278,6 +281,8 @@ func (s *Server) adminRoutes() *mux.Router {
 	admin("/cluster/leave", s.adminLeave, http.MethodPost)
 	admin("/snapshot", s.saveSnapshot, http.MethodGet) // snapshot.go
 	admin("/snapshot/restore", s.restoreSnapshot, http.MethodPost)
+	admin("/keys", s.listKeys, http.MethodGet) // adminkeys.go
+	admin("/keys/rotate", s.rotateKeys, http.MethodPost)
 
 	authed := func(path string, h http.HandlerFunc, methods ...string) {
 		s.handle(r, path, s.adminAuth(h).ServeHTTP, methods...)
