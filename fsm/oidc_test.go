@@ -378,3 +378,52 @@ func TestOIDCDeterminism(t *testing.T) {
 		t.Fatal("sessions differ")
 	}
 }
+
+// TestOIDCConcurrentReads: the OpenID reads run while Apply changes what
+// they read and snapshots are taken (run with -race).
+func TestOIDCConcurrentReads(t *testing.T) {
+	e := oidcState(t)
+	stop := make(chan struct{})
+	done := make(chan int)
+	for range 2 {
+		go func() {
+			n := 0
+			for {
+				select {
+				case <-stop:
+					done <- n
+					return
+				default:
+				}
+				e.f.Consent("t", "carol", "rp")
+				e.f.SessionAt(HashOf("s1"), t0)
+				if keys, _ := e.f.SigningKeys(); len(keys) > 0 && len(keys[0].Sealed) == 0 {
+					panic("torn key")
+				}
+				e.f.Lookup(HashOf("rich-code"), t0)
+				_, _ = e.f.User("t", "carol")
+				n++
+			}
+		}()
+	}
+	for i := range 300 {
+		sid := HashOf(fmt.Sprint("c", i))
+		e.ok(&StartSession{SID: sid, Tenant: "t", Username: "carol", ExpiresAt: t0 + int64(i)})
+		e.ok(&RememberConsent{Tenant: "t", Username: "carol", ClientID: "rp", Scope: fmt.Sprint("s", i%7)})
+		_, gen := e.f.SigningKeys()
+		e.ok(&PutSigningKeys{Keys: []SigningKey{testKey(fmt.Sprint("k", i), "ES256", KeyCurrent)}, IfGeneration: gen})
+		if i%50 == 0 {
+			s := e.f.Snapshot()
+			var buf bytes.Buffer
+			if _, err := s.WriteTo(&buf); err != nil {
+				t.Fatal(err)
+			}
+			s.Release()
+			e.ok(&Purge{Now: t0 + int64(i)})
+		}
+	}
+	close(stop)
+	if n := <-done + <-done; n == 0 {
+		t.Fatal("readers never ran")
+	}
+}
