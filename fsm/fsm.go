@@ -34,6 +34,9 @@ type FSM struct {
 	writers *snapWriters // snapshot.go
 
 	applied atomic.Uint64
+	// recent remembers tokens changed by entries not yet visible on every
+	// node serving reads (recent.go).
+	recent recent
 	// For metrics, readable at any time: the number of grants,
 	// and tokens dropped by purges since the process started.
 	nGrants atomic.Int64
@@ -57,6 +60,7 @@ func New() *FSM {
 
 func (f *FSM) reset() {
 	f.tokens = newIndex()
+	f.tokens.rec = &f.recent
 	f.clients = make(map[string]*Client)
 	f.users = make(map[userKey]*User)
 	f.counters = make(map[string]counter)
@@ -78,6 +82,7 @@ func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }
 // newer-version entry cannot split replicas half way through a change.
 func (f *FSM) Apply(index uint64, data []byte) Result {
 	defer f.applied.Store(index)
+	f.recent.at = index
 	c, err := Decode(data)
 	if err != nil {
 		return Result{Outcome: BadCommand, Index: index}
@@ -445,6 +450,9 @@ func (f *FSM) revokeToken(c *RevokeToken) Result {
 // revokeGrant makes every token of g invalid at once (readers check the
 // flag) and then frees them.
 func (f *FSM) revokeGrant(g *grant) {
+	for _, k := range g.tokens {
+		f.recent.touch(k) // before the flag: readers check it first
+	}
 	g.revoked.Store(true)
 	for _, k := range g.tokens {
 		f.tokens.del(k)

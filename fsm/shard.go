@@ -36,6 +36,9 @@ const (
 
 type index struct {
 	shards [shardCount]shard
+	// rec, when set, records every key put or deleted before the change
+	// is made (recent.go).
+	rec *recent
 }
 
 func newIndex() *index {
@@ -89,6 +92,7 @@ func (s *shard) writable() *table {
 }
 
 func (ix *index) put(k key, r record) {
+	ix.rec.touch(k)
 	s := ix.shard(k)
 	s.mu.Lock()
 	s.put(k, r)
@@ -134,6 +138,7 @@ func (s *shard) putNew(k key, r record, hint int) bool {
 
 // del removes k and reports whether it was there.
 func (ix *index) del(k key) bool {
+	ix.rec.touch(k)
 	s := ix.shard(k)
 	s.mu.Lock()
 	ok := s.del(k)

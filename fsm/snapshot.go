@@ -326,6 +326,7 @@ func (f *FSM) Restore(r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("fsm: restore snapshot: %w", err)
 	}
+	f.recent.coverAll(applied) // every key may change here (recent.go)
 	f.mu.Lock()
 	f.clients, f.users, f.counters = fresh.clients, fresh.users, fresh.counters
 	f.consents, f.sessions, f.userSessions = fresh.consents, fresh.sessions, fresh.userSessions
