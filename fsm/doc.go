@@ -68,6 +68,21 @@
 // is kept, past its own expiry, for as long as its grant holds any other
 // token, and the redeemed check runs before the expiry check.
 //
+// # OpenID Connect state
+//
+// A grant that came from an OpenID sign-in keeps its nonce and auth_time
+// behind the code-binding pointer every grant already has (nil for plain
+// grants), so its code redemption and refreshes mint ID tokens with them
+// and client_credentials grants pay nothing. Beside the users and clients,
+// under the same lock, live the consents a user gave a client
+// (consent.go), the sign-in sessions by the hash of their cookie
+// (session.go) and the signing-key set (keys.go). Deleting a user ends
+// their sessions and forgets their consents; deleting a client forgets the
+// consents given to it. The key set is replaced whole, conditional on its
+// generation: two nodes rotating at once cannot both win, and the loser
+// reads the winner's set. Private keys enter the state only sealed. Purge
+// drops expired sessions and retired keys past their RemoveAt.
+//
 // Reads are the hot path. Tokens live in 256 shards keyed by the first byte
 // of their hash, each a flat table of small value records behind its own
 // RWMutex, so a lookup takes one uncontended read lock and allocates
