@@ -478,6 +478,24 @@ func indexedKeys(f *FSM) []key {
 	return hs
 }
 
+// oidcFuzzSeeds are commands that meet fuzzFixture's OpenID records: a
+// valid and an invalid key set at its generation, consents, sessions and
+// the cascades of deleting their user or client, purges of the expiring
+// session and key.
+func oidcFuzzSeeds() []Command {
+	return []Command{
+		&PutSigningKeys{IfGeneration: 1, Keys: []SigningKey{{ID: "k2", Alg: "RS256", Public: []byte("{}"), Sealed: []byte{3}, State: KeyNext}}},
+		&PutSigningKeys{IfGeneration: 1, Keys: []SigningKey{{ID: "k2", Alg: "RS256", Public: []byte("{}"), Sealed: []byte{3}, State: 7}}},
+		&RememberConsent{Tenant: "acme", Username: "bob", ClientID: "client-1", Scope: "profile openid"},
+		&ForgetConsent{Tenant: "acme", Username: "bob", ClientID: "rp"},
+		&EndSession{SID: HashOf("sid2")},
+		&DeleteUser{Tenant: "acme", Username: "bob"},
+		&DeleteClient{ClientID: "rp"},
+		&Purge{Now: 45},
+		&RotateRefresh{Old: HashOf("refresh"), ClientID: "client-1", Now: 1, Access: TokenSpec{HashOf("a9"), 1 << 62}, Refresh: TokenSpec{HashOf("r9"), 1 << 62}},
+	}
+}
+
 func FuzzApply(f *testing.F) {
 	for _, c := range append(sampleCommands(), oidcCommands()...) {
 		f.Add(Encode(c))
@@ -485,15 +503,9 @@ func FuzzApply(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{encodingVersion, 0xff})
 	f.Add([]byte{2, byte(opNoop)})
-	f.Add(Encode(&PutSigningKeys{IfGeneration: 1, Keys: []SigningKey{{ID: "k2", Alg: "RS256", Public: []byte("{}"), Sealed: []byte{3}, State: KeyNext}}}))
-	f.Add(Encode(&PutSigningKeys{IfGeneration: 1, Keys: []SigningKey{{ID: "k2", Alg: "RS256", Public: []byte("{}"), Sealed: []byte{3}, State: 7}}}))
-	f.Add(Encode(&RememberConsent{Tenant: "acme", Username: "bob", ClientID: "client-1", Scope: "profile openid"}))
-	f.Add(Encode(&ForgetConsent{Tenant: "acme", Username: "bob", ClientID: "rp"}))
-	f.Add(Encode(&EndSession{SID: HashOf("sid2")}))
-	f.Add(Encode(&DeleteUser{Tenant: "acme", Username: "bob"}))
-	f.Add(Encode(&DeleteClient{ClientID: "rp"}))
-	f.Add(Encode(&Purge{Now: 45}))
-	f.Add(Encode(&RotateRefresh{Old: HashOf("refresh"), ClientID: "client-1", Now: 1, Access: TokenSpec{HashOf("a9"), 1 << 62}, Refresh: TokenSpec{HashOf("r9"), 1 << 62}}))
+	for _, c := range oidcFuzzSeeds() {
+		f.Add(Encode(c))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fs := fuzzFixture()
 		before := digest(fs)
