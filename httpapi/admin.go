@@ -62,6 +62,9 @@ type clientRequest struct {
 	// Introspect registers a resource server, which may introspect every
 	// client's tokens (introspect.go).
 	Introspect bool `json:"introspect"`
+	// PostLogoutRedirectURIs are where RP-initiated logout may return
+	// the browser (endsession.go).
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
 	// AccessTokenFormat is "opaque" (or absent) or "jwt" (jwtaccess.go).
 	AccessTokenFormat string `json:"access_token_format"`
 }
@@ -78,6 +81,8 @@ type clientView struct {
 	CreatedAt    string   `json:"created_at"`
 	UpdatedAt    string   `json:"updated_at,omitempty"`
 
+	PostLogoutRedirectURIs []string `json:"post_logout_redirect_uris"`
+
 	// AccessTokenFormat is "opaque" or "jwt" (jwtaccess.go).
 	AccessTokenFormat string `json:"access_token_format"`
 }
@@ -86,7 +91,8 @@ func viewClient(c *fsm.Client, secret string) clientView {
 	v := clientView{
 		ClientID: c.ID, ClientSecret: secret, Name: c.Name, Public: c.Public, Introspect: c.Introspect,
 		RedirectURIs: nonNil(c.RedirectURIs), GrantTypes: nonNil(c.GrantTypes), Scopes: nonNil(c.Scopes),
-		CreatedAt: time.Unix(0, c.CreatedAt).UTC().Format(time.RFC3339),
+		CreatedAt:              time.Unix(0, c.CreatedAt).UTC().Format(time.RFC3339),
+		PostLogoutRedirectURIs: nonNil(c.PostLogoutRedirectURIs),
 	}
 	v.AccessTokenFormat = viewAccessTokenFormat(c)
 	if c.UpdatedAt != 0 {
@@ -150,6 +156,10 @@ func (req *clientRequest) validate() (fsm.Client, error) {
 		}
 	}
 	c.RedirectURIs = req.RedirectURIs
+	if err := checkPostLogoutRedirectURIs(req.PostLogoutRedirectURIs); err != nil { // adminclaims.go
+		return c, err
+	}
+	c.PostLogoutRedirectURIs = req.PostLogoutRedirectURIs
 	if (contains(c.GrantTypes, "authorization_code") || contains(c.GrantTypes, "implicit")) && len(c.RedirectURIs) == 0 {
 		return c, invalidRequest("redirect_uris are required for the authorization_code and implicit grants")
 	}
@@ -289,16 +299,19 @@ type userRequest struct {
 	Tenant   string `json:"tenant"`
 	Username string `json:"username"`
 	Password string `json:"password"`
+	userClaimsRequest
 }
 
 type userView struct {
 	Tenant    string `json:"tenant"`
 	Username  string `json:"username"`
 	CreatedAt string `json:"created_at"`
+	userClaimsView
 }
 
 func viewUser(u *fsm.User) userView {
-	return userView{Tenant: u.Tenant, Username: u.Username, CreatedAt: time.Unix(0, u.CreatedAt).UTC().Format(time.RFC3339)}
+	return userView{Tenant: u.Tenant, Username: u.Username, CreatedAt: time.Unix(0, u.CreatedAt).UTC().Format(time.RFC3339),
+		userClaimsView: viewUserClaims(u)}
 }
 
 func validName(s string) bool {
@@ -319,7 +332,11 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	if err := checkNewPassword(req.Password); err != nil {
 		return err
 	}
-	u := fsm.User{Tenant: req.Tenant, Username: req.Username, PasswordHash: HashPassword(req.Password), CreatedAt: s.now().UnixNano()}
+	u := fsm.User{Tenant: req.Tenant, Username: req.Username, CreatedAt: s.now().UnixNano()}
+	if err := req.userClaimsRequest.apply(&u); err != nil {
+		return err
+	}
+	u.PasswordHash = HashPassword(req.Password)
 	if err := s.applyAbout(r, &fsm.PutUser{User: u, Create: true}, aUser); err != nil {
 		return err
 	}
@@ -344,24 +361,32 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// updateUser sets a new password.
+// updateUser sets a new password, claims (adminclaims.go), or both.
 func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) error {
 	vars := mux.Vars(r)
 	var req struct {
-		Password string `json:"password"`
+		Password *string `json:"password"`
+		userClaimsRequest
 	}
 	if err := decodeJSON(w, r, &req); err != nil {
 		return err
 	}
-	if err := checkNewPassword(req.Password); err != nil {
-		return err
+	if req.Password != nil {
+		if err := checkNewPassword(*req.Password); err != nil {
+			return err
+		}
 	}
 	old, ok := s.fsm.User(vars["tenant"], vars["username"])
 	if !ok {
 		return outcomeError(fsm.Result{Outcome: fsm.NotFound}, aUser)
 	}
 	u := *old
-	u.PasswordHash = HashPassword(req.Password)
+	if err := req.userClaimsRequest.apply(&u); err != nil {
+		return err
+	}
+	if req.Password != nil {
+		u.PasswordHash = HashPassword(*req.Password)
+	}
 	if err := s.applyAbout(r, &fsm.PutUser{User: u}, aUser); err != nil {
 		return err
 	}

@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -100,11 +102,15 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if s.resumeSignIn(w, r, c, req) { // sso.go
+		return
+	}
 	browser := s.browserID(w, r)
 	sess := s.sessions.create(s.now(), browser, req)
 	s.render(w, r, s.pages.login, http.StatusOK, loginData{
 		Action: prefix + "/authorize/login", RequestID: sess.id, CSRF: sess.csrf,
 		ClientName: c.Name, Tenant: req.tenant, TenantFixed: req.tenant != "",
+		Username: req.oidc.loginHint,
 	}, selfOnly)
 }
 
@@ -144,6 +150,12 @@ func (s *Server) checkAuthRequest(params url.Values, c *fsm.Client, req *authReq
 			return &authzError{"unauthorized_client", "the client is not registered for the implicit grant"}
 		}
 	default:
+		if e, ok := s.checkResponseType(c, req); ok { // OpenID's id_token types
+			if e != nil {
+				return e
+			}
+			break
+		}
 		req.responseType = "" // unknown: answer in the query
 		return &authzError{"unsupported_response_type", "response_type must be code or token"}
 	}
@@ -165,7 +177,7 @@ func (s *Server) checkAuthRequest(params url.Values, c *fsm.Client, req *authReq
 		req.challenge = challenge
 	}
 
-	scope, err := grantScope(c, params.Get("scope"))
+	scope, err := s.authScope(c, params.Get("scope"))
 	if err != nil {
 		return &authzError{"invalid_scope", describe(err)}
 	}
@@ -177,7 +189,7 @@ func (s *Server) checkAuthRequest(params url.Values, c *fsm.Client, req *authReq
 		}
 		req.tenant = t
 	}
-	return nil
+	return checkOIDCRequest(params, req) // oidcauthz.go
 }
 
 // authorizeLogin checks the password posted by the login page.
@@ -226,16 +238,41 @@ func (s *Server) authorizeLogin(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, s.pages.login, http.StatusUnauthorized, data, selfOnly)
 		return
 	}
-	csrf, ok := s.sessions.signIn(sess.id, data.Username, tenant)
+	s.afterLogin(w, r, c, sess, signedIn{tenant: tenant, username: data.Username, authTime: s.now().Unix()})
+}
+
+// afterLogin goes on from a correct password: an OpenID request starts a
+// sign-in session (sso.go) and skips the consent page when the user
+// approved the requested scopes for this client before.
+func (s *Server) afterLogin(w http.ResponseWriter, r *http.Request, c *fsm.Client, sess authSession, u signedIn) {
+	if sess.req.oidc.openid {
+		if err := s.startSSO(r.Context(), w, u); err != nil {
+			// Only single sign-on is lost: this sign-in goes on.
+			s.log.WarnContext(r.Context(), "authorize: no sign-in session", "err", err)
+		}
+		if !s.needConsent(c, sess.req, u) {
+			if !s.sessions.take(sess.id) {
+				s.expiredPage(w, r)
+				return
+			}
+			s.issueAuthorization(w, r, c, sess.req, u)
+			return
+		}
+	}
+	csrf, ok := s.sessions.signIn(sess.id, u.username, u.tenant, u.authTime)
 	if !ok {
 		s.expiredPage(w, r)
 		return
 	}
-	scopes := strings.Fields(sess.req.scope)
+	s.consentPage(w, r, c, sess, csrf, u)
+}
+
+// consentPage shows the consent page of a signed-in session.
+func (s *Server) consentPage(w http.ResponseWriter, r *http.Request, c *fsm.Client, sess authSession, csrf string, u signedIn) {
 	s.render(w, r, s.pages.consent, http.StatusOK, consentData{
 		Action: sess.req.prefix + "/authorize/consent", RequestID: sess.id, CSRF: csrf,
-		ClientName: c.Name, Username: data.Username, Tenant: tenant, ShowTenant: tenant != defaultTenant,
-		Scopes: scopes, RedirectHost: redirectHost(sess.req.redirectURI),
+		ClientName: c.Name, Username: u.username, Tenant: u.tenant, ShowTenant: u.tenant != defaultTenant,
+		Scopes: strings.Fields(sess.req.scope), RedirectHost: redirectHost(sess.req.redirectURI),
 	}, consentFormAction(sess.req.redirectURI))
 }
 
@@ -267,6 +304,17 @@ func (s *Server) authorizeConsent(w http.ResponseWriter, r *http.Request) {
 		s.redirectError(w, r, req, "invalid_request", "consent must be allow or deny")
 		return
 	}
+	u := signedIn{tenant: sess.tenant, username: sess.username, authTime: sess.authTime}
+	if req.oidc.openid {
+		s.rememberConsent(r.Context(), u, c.ID, req.scope) // sso.go
+	}
+	s.issueAuthorization(w, r, c, req, u)
+}
+
+// issueAuthorization issues what req asks for to the signed-in user and
+// redirects back to the client: a code, an access token, an ID token, or
+// an access token with an ID token.
+func (s *Server) issueAuthorization(w http.ResponseWriter, r *http.Request, c *fsm.Client, req authRequest, u signedIn) {
 	// The registration may have changed while the user was deciding.
 	grant := "authorization_code"
 	if req.fragment() {
@@ -276,30 +324,22 @@ func (s *Server) authorizeConsent(w http.ResponseWriter, r *http.Request) {
 		s.redirectError(w, r, req, "unauthorized_client", "the client is no longer registered for the "+grant+" grant")
 		return
 	}
-	scope, err := grantScope(c, req.scope)
+	scope, err := s.authScope(c, req.scope)
 	if err != nil {
 		s.redirectError(w, r, req, "invalid_scope", describe(err))
 		return
 	}
-
-	cmd := &fsm.IssueGrant{ClientID: c.ID, Tenant: sess.tenant, Username: sess.username, Scope: scope}
-	params := url.Values{}
-	if req.fragment() {
-		t := s.mint(false)
-		cmd.IssuedAt, cmd.Access = t.now.UnixNano(), t.accessSpec
-		params.Set("access_token", t.access)
-		params.Set("token_type", "bearer")
-		params.Set("expires_in", strconv.FormatInt(int64(s.cfg.AccessTTL/time.Second), 10))
-		params.Set("scope", scope)
-	} else {
-		now := s.now()
-		code := newSecret(prefixCode)
-		cmd.IssuedAt = now.UnixNano()
-		cmd.Code = fsm.TokenSpec{Hash: fsm.HashOf(code), ExpiresAt: now.Add(s.cfg.CodeTTL).UnixNano()}
-		cmd.RedirectURI, cmd.CodeChallenge = req.redirectURI, req.challenge
-		params.Set("code", code)
+	cmd := &fsm.IssueGrant{ClientID: c.ID, Tenant: u.tenant, Username: u.username, Scope: scope}
+	if req.oidc.openid {
+		cmd.Nonce, cmd.AuthTime = req.oidc.nonce, u.authTime
 	}
-	res, err := s.apply(r.Context(), cmd)
+	params, err := s.authorizationParams(r.Context(), c, req, u, cmd)
+	if err == nil && req.responseType != "id_token" { // an ID token alone is no grant
+		var res fsm.Result
+		if res, err = s.apply(r.Context(), cmd); err == nil && res.Outcome != fsm.OK {
+			err = fmt.Errorf("issue grant: %w", res.Err())
+		}
+	}
 	if err != nil {
 		var ra retryAfter
 		if errors.As(err, &ra) {
@@ -310,11 +350,44 @@ func (s *Server) authorizeConsent(w http.ResponseWriter, r *http.Request) {
 		s.redirectError(w, r, req, "server_error", "the grant could not be issued")
 		return
 	}
-	if res.Outcome != fsm.OK {
-		s.redirectError(w, r, req, "server_error", "the grant could not be issued: "+res.Err().Error())
-		return
-	}
 	s.redirectTo(w, r, req, params)
+}
+
+// authorizationParams mints what the response carries and completes cmd
+// with its hashes. Everything is signed before the grant is written.
+func (s *Server) authorizationParams(ctx context.Context, c *fsm.Client, req authRequest, u signedIn, cmd *fsm.IssueGrant) (url.Values, error) {
+	params := url.Values{}
+	if req.responseType == "code" {
+		now := s.now()
+		code := newSecret(prefixCode)
+		cmd.IssuedAt = now.UnixNano()
+		cmd.Code = fsm.TokenSpec{Hash: fsm.HashOf(code), ExpiresAt: now.Add(s.cfg.CodeTTL).UnixNano()}
+		cmd.RedirectURI, cmd.CodeChallenge = req.redirectURI, req.challenge
+		params.Set("code", code)
+		return params, nil
+	}
+	var access string
+	if req.responseType != "id_token" {
+		t, err := s.mintFor(ctx, c, holder{tenant: u.tenant, username: u.username, scope: cmd.Scope, authTime: cmd.AuthTime}, false)
+		if err != nil {
+			return nil, err
+		}
+		cmd.IssuedAt, cmd.Access, access = t.now.UnixNano(), t.accessSpec, t.access
+		params.Set("access_token", t.access)
+		params.Set("token_type", "bearer")
+		params.Set("expires_in", strconv.FormatInt(int64(s.cfg.AccessTTL/time.Second), 10))
+		params.Set("scope", cmd.Scope)
+	}
+	if strings.HasPrefix(req.responseType, "id_token") {
+		sub := idSubject{clientID: c.ID, tenant: u.tenant, username: u.username, scope: cmd.Scope,
+			nonce: req.oidc.nonce, authTime: u.authTime}
+		idt, err := s.signIDToken(ctx, sub, access, access == "") // idtoken.go
+		if err != nil {
+			return nil, err
+		}
+		params.Set("id_token", idt)
+	}
+	return params, nil
 }
 
 // sessionPost parses a login or consent post and checks its session,

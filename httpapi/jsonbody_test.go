@@ -20,6 +20,7 @@ type tokenResponse struct {
 	TokenType    string `json:"token_type"`
 	ExpiresIn    int64  `json:"expires_in"`
 	RefreshToken string `json:"refresh_token,omitempty"`
+	IDToken      string `json:"id_token,omitempty"`
 	Scope        string `json:"scope,omitempty"`
 	IssuedCount  uint64 `json:"token_issued_counter"`
 	LastIssued   string `json:"last_token_issued_date"`
@@ -45,10 +46,14 @@ var awkward = []string{
 func TestAppendTokenResponseMatchesEncodingJSON(t *testing.T) {
 	issued := time.Date(2026, 11, 30, 14, 5, 6, 789, time.FixedZone("x", 3600))
 	for _, s := range awkward {
-		for _, refresh := range []string{"", "tkdr-" + s} {
+		for i, refresh := range []string{"", "tkdr-" + s} {
+			idToken := ""
+			if i == 1 {
+				idToken = "eyJ." + s
+			}
 			want := encodeJSON(t, tokenResponse{AccessToken: "tkda-" + s, TokenType: "bearer", ExpiresIn: 1800,
-				RefreshToken: refresh, Scope: s, IssuedCount: 1<<63 + 5, LastIssued: issued.UTC().Format(time.RFC3339)})
-			got := appendTokenResponse([]byte("junk"), "tkda-"+s, refresh, s, 1800, 1<<63+5, issued)
+				RefreshToken: refresh, IDToken: idToken, Scope: s, IssuedCount: 1<<63 + 5, LastIssued: issued.UTC().Format(time.RFC3339)})
+			got := appendTokenResponse([]byte("junk"), "tkda-"+s, refresh, idToken, s, 1800, 1<<63+5, issued)
 			if !bytes.Equal(got[4:], want) || string(got[:4]) != "junk" {
 				t.Errorf("scope %q refresh %q:\n got %s\nwant %s", s, refresh, got, want)
 			}

@@ -22,7 +22,8 @@ var templateFS embed.FS
 
 type pages struct {
 	login, consent, errPage *template.Template
-	static                  map[string][]byte // file name -> contents
+	signedOut               *template.Template // endsession.go
+	static                  map[string][]byte  // file name -> contents
 }
 
 func newPages() (*pages, error) {
@@ -38,6 +39,9 @@ func newPages() (*pages, error) {
 		return nil, err
 	}
 	if p.errPage, err = parse("error.html"); err != nil {
+		return nil, err
+	}
+	if p.signedOut, err = parse("signedout.html"); err != nil {
 		return nil, err
 	}
 	entries, err := templateFS.ReadDir("templates")

@@ -233,6 +233,11 @@ func (s *Server) routes() {
 	s.validateRoute = s.instrument("/validate", s.validate)
 	r.Handle("/validate", s.validateRoute).Methods(http.MethodGet, http.MethodHead)
 	s.handle(r, "/.well-known/oauth-authorization-server", s.metadata, http.MethodGet)
+	// OpenID Connect (metadata.go, jwks.go, userinfo.go, endsession.go).
+	s.handle(r, "/.well-known/openid-configuration", s.openIDConfiguration, http.MethodGet)
+	s.handle(r, jwksPath, s.jwks, http.MethodGet)
+	s.handle(r, "/userinfo", s.userinfo, http.MethodGet, http.MethodPost)
+	s.handle(r, "/end_session", s.endSession, http.MethodGet, http.MethodPost)
 	s.handle(r, "/static/{file}", s.static, http.MethodGet)
 
 	s.adminRouter = s.adminRoutes()

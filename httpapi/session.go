@@ -40,16 +40,23 @@ const (
 type authRequest struct {
 	clientID     string
 	redirectURI  string // the effective one: as given, or the single registered one
-	responseType string // "code" or "token"
+	responseType string // "code", "token", "id_token" or "id_token token"
 	scope        string // resolved against the client's registration
 	state        string
-	tenant       string // as named by tenant_id; "" when not named
-	challenge    string // PKCE S256 challenge, "" when none
-	prefix       string // "" or "/oauth": which path family the browser uses
+	tenant       string      // as named by tenant_id; "" when not named
+	challenge    string      // PKCE S256 challenge, "" when none
+	prefix       string      // "" or "/oauth": which path family the browser uses
+	oidc         oidcRequest // OpenID Connect parameters (oidcauthz.go)
 }
 
 // fragment reports whether responses go in the URL fragment (implicit).
-func (a *authRequest) fragment() bool { return a.responseType == "token" }
+func (a *authRequest) fragment() bool {
+	switch a.responseType {
+	case "token", "id_token", "id_token token":
+		return true
+	}
+	return false
+}
 
 type authSession struct {
 	id      string // request id, in the forms' hidden request_id field
@@ -57,8 +64,10 @@ type authSession struct {
 	csrf    string
 	req     authRequest
 	expires time.Time
-	// Set once the user has signed in.
+	// Set once the user has signed in; authTime is when the password was
+	// checked (unix seconds), the ID token's auth_time.
 	username, tenant string
+	authTime         int64
 }
 
 // signInSessions is this node's store of pending sign-ins, held by Server.
@@ -133,7 +142,7 @@ func (st *signInSessions) get(now time.Time, id string) (authSession, bool) {
 
 // signIn records the signed-in user and rotates the CSRF token, returning
 // the new one; false when the session is gone.
-func (st *signInSessions) signIn(id, username, tenant string) (string, bool) {
+func (st *signInSessions) signIn(id, username, tenant string, authTime int64) (string, bool) {
 	csrf := newSecret("")
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -141,7 +150,7 @@ func (st *signInSessions) signIn(id, username, tenant string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	sess.username, sess.tenant, sess.csrf = username, tenant, csrf
+	sess.username, sess.tenant, sess.csrf, sess.authTime = username, tenant, csrf, authTime
 	return csrf, true
 }
 

@@ -16,6 +16,9 @@ type issued struct {
 	accessSpec      fsm.TokenSpec
 	refreshSpec     fsm.TokenSpec
 	now             time.Time
+	// idToken is the OpenID Connect ID token issued with them
+	// (idtoken.go), "" when none.
+	idToken string
 }
 
 func (s *Server) mint(withRefresh bool) issued {
@@ -34,21 +37,23 @@ func (s *Server) writeTokens(w http.ResponseWriter, t issued, scope string, res 
 	h["Cache-Control"] = headerNoStore
 	h["Pragma"] = headerNoCache
 	buf := bodyPool.Get().(*[]byte)
-	*buf = appendTokenResponse(*buf, t.access, t.refresh, scope, int64(s.cfg.AccessTTL/time.Second), res.IssuedCount, t.now)
+	*buf = appendTokenResponse(*buf, t.access, t.refresh, t.idToken, scope, int64(s.cfg.AccessTTL/time.Second), res.IssuedCount, t.now)
 	writeBody(w, http.StatusOK, buf)
 }
 
 // appendTokenResponse appends the token endpoint's success body: RFC 6749
-// §5.1 plus the Martini guide's token_issued_counter and
+// §5.1, id_token when one was issued (OpenID Connect Core §3.1.3.3), plus
+// the Martini guide's token_issued_counter and
 // last_token_issued_date (issued, in UTC, as RFC 3339). The bytes are what
 // encoding/json writes for the tokenResponse struct in jsonbody_test.go,
 // which holds the appender to it.
-func appendTokenResponse(b []byte, access, refresh, scope string, expiresIn int64, count uint64, issued time.Time) []byte {
+func appendTokenResponse(b []byte, access, refresh, idToken, scope string, expiresIn int64, count uint64, issued time.Time) []byte {
 	o := jsonObject{b: append(b, '{')}
 	o.str("access_token", access)
 	o.str("token_type", "bearer")
 	o.int("expires_in", expiresIn)
 	o.strOmit("refresh_token", refresh)
+	o.strOmit("id_token", idToken)
 	o.strOmit("scope", scope)
 	o.uint("token_issued_counter", count)
 	o.key("last_token_issued_date")
@@ -258,6 +263,9 @@ func (s *Server) refreshGrant(w http.ResponseWriter, r *http.Request, f form, c 
 	if err == nil {
 		err = outcomeError(res, aRefresh)
 	}
+	if err == nil {
+		err = s.idTokenAfter(r.Context(), &t, res.Scope, false)
+	}
 	if err != nil {
 		return err
 	}
@@ -282,6 +290,9 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, f form, c *fs
 		challenge = s256(v)
 	}
 	t, err := s.mintRedemption(r.Context(), c, code)
+	if err == nil {
+		err = s.idTokenForCode(r.Context(), c, code, &t)
+	}
 	if err != nil {
 		return err
 	}
@@ -291,6 +302,9 @@ func (s *Server) codeGrant(w http.ResponseWriter, r *http.Request, f form, c *fs
 	})
 	if err == nil {
 		err = outcomeError(res, aCode)
+	}
+	if err == nil {
+		err = s.idTokenAfter(r.Context(), &t, res.Scope, true)
 	}
 	if err != nil {
 		return err

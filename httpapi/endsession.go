@@ -1,0 +1,167 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/tokend/tokend/fsm"
+)
+
+// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0):
+//
+//	GET|POST /end_session  id_token_hint, post_logout_redirect_uri, state, client_id
+//
+// It ends the browser's sign-in session on every node (fsm.EndSession)
+// and clears its cookie. The browser is sent back to
+// post_logout_redirect_uri only when that URI is registered for the client
+// exactly as given (fsm.Client.PostLogoutRedirectURIs) and the client is
+// known: from id_token_hint, an ID token tokend signed (checked with the
+// key set; it may have expired, as ID tokens usually have by the time the
+// user signs out), or from client_id, which must then agree with it.
+// Anything else shows the "signed out" page and redirects nowhere, so the
+// endpoint is no open redirector.
+
+// maxIDTokenHint bounds id_token_hint: an RS256 ID token with every claim
+// is well under it.
+const maxIDTokenHint = 8192
+
+func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
+	if s.unreadyPage(w, r) {
+		return
+	}
+	params := r.URL.Query()
+	if r.Method == http.MethodPost {
+		f, err := readForm(w, r)
+		if err != nil {
+			s.errorPage(w, r, http.StatusBadRequest, "Invalid sign-out request", describe(err))
+			return
+		}
+		params = url.Values(f)
+	}
+	c, err := s.logoutClient(params)
+	if err != nil {
+		s.errorPage(w, r, http.StatusBadRequest, "Invalid sign-out request", err.Error())
+		return
+	}
+	target := params.Get("post_logout_redirect_uri")
+	if target != "" && (c == nil || !contains(c.PostLogoutRedirectURIs, target)) {
+		s.errorPage(w, r, http.StatusBadRequest, "Invalid sign-out request",
+			"The address the application asked to return to after signing out is not registered for it, so this server will not send you there.")
+		return
+	}
+	if err := s.endSSO(r.Context(), w, r); err != nil {
+		var ra retryAfter
+		if errors.As(err, &ra) {
+			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(ra.RetryAfter())))
+		}
+		s.log.WarnContext(r.Context(), "end session", "err", err)
+		s.errorPage(w, r, http.StatusServiceUnavailable, "Try again in a moment",
+			"This server cannot sign you out right now.")
+		return
+	}
+	if target == "" {
+		name := ""
+		if c != nil {
+			name = c.Name
+		}
+		s.render(w, r, s.pages.signedOut, http.StatusOK, struct{ ClientName string }{name}, selfOnly)
+		return
+	}
+	if st := params.Get("state"); st != "" && len(st) <= maxStateLen {
+		sep := "?"
+		if strings.Contains(target, "?") {
+			sep = "&"
+		}
+		target += sep + url.Values{"state": {st}}.Encode()
+	}
+	status := http.StatusFound
+	if r.Method == http.MethodPost {
+		status = http.StatusSeeOther
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Location", target)
+	w.WriteHeader(status)
+}
+
+// logoutClient returns the client a logout request names, nil when none.
+func (s *Server) logoutClient(params url.Values) (*fsm.Client, error) {
+	id := params.Get("client_id")
+	if hint := params.Get("id_token_hint"); hint != "" {
+		aud, err := s.checkIDTokenHint(hint)
+		if err != nil {
+			return nil, err
+		}
+		if id != "" && id != aud {
+			return nil, errors.New("client_id does not match the ID token hint.")
+		}
+		id = aud
+	}
+	if id == "" {
+		return nil, nil
+	}
+	c, ok := s.fsm.Client(id)
+	if !ok {
+		return nil, errors.New("The application that sent you here is not registered with this server.")
+	}
+	return c, nil
+}
+
+// checkIDTokenHint verifies an ID token this server signed, whatever its
+// expiry, and returns its audience (the client).
+func (s *Server) checkIDTokenHint(hint string) (string, error) {
+	bad := errors.New("The application's ID token hint is not valid.")
+	if s.cfg.Signer == nil || len(hint) > maxIDTokenHint {
+		return "", bad
+	}
+	payload, err := s.cfg.Signer.Verify(hint, "JWT")
+	if err != nil {
+		return "", bad
+	}
+	var c struct {
+		Issuer   string          `json:"iss"`
+		Audience json.RawMessage `json:"aud"`
+		AZP      string          `json:"azp"`
+	}
+	if json.Unmarshal(payload, &c) != nil || c.Issuer != s.cfg.Issuer {
+		return "", bad
+	}
+	var aud string
+	if json.Unmarshal(c.Audience, &aud) != nil {
+		var auds []string
+		if json.Unmarshal(c.Audience, &auds) != nil || len(auds) == 0 {
+			return "", bad
+		}
+		aud = auds[0]
+	}
+	if c.AZP != "" {
+		aud = c.AZP
+	}
+	return aud, nil
+}
+
+// endSSO ends the browser's sign-in session, if it has one, and clears the
+// cookie. A session that has already ended or expired is no error.
+func (s *Server) endSSO(ctx context.Context, w http.ResponseWriter, r *http.Request) error {
+	ck, err := r.Cookie(ssoCookie)
+	if err != nil {
+		return nil
+	}
+	if validSecret(ck.Value) {
+		res, err := s.apply(ctx, &fsm.EndSession{SID: fsm.HashOf(ck.Value)})
+		if err != nil {
+			return fmt.Errorf("end sign-in session: %w", err)
+		}
+		if res.Outcome != fsm.OK && res.Outcome != fsm.NotFound {
+			return fmt.Errorf("end sign-in session: %w", res.Err())
+		}
+	}
+	s.setSSOCookie(w, "", 0)
+	return nil
+}
