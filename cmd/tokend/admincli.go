@@ -76,6 +76,7 @@ var verbs = map[string][]string{
 	"client":  {"create", "list", "get", "update", "delete", "rotate-secret"},
 	"user":    {"create", "delete", "set-password"},
 	"cluster": {"status", "leave"},
+	"keys":    {"list", "rotate"},
 }
 
 type adminOpts struct {
@@ -163,6 +164,10 @@ func (o *adminOpts) request(group, verb string, fs *flag.FlagSet) (method, path 
 		return http.MethodGet, "/cluster/status", nil, nil
 	case "cluster leave":
 		return http.MethodPost, "/admin/cluster/leave", nil, nil
+	case "keys list":
+		return http.MethodGet, "/admin/keys", nil, nil
+	case "keys rotate":
+		return http.MethodPost, "/admin/keys/rotate", nil, nil
 	}
 	return "", "", nil, fmt.Errorf("unknown command: tokend %s %s (want one of %s)", group, verb, strings.Join(verbs[group], ", "))
 }

@@ -4,6 +4,7 @@
 //	tokend serve [flags]          run a node (tokend serve --dev for a demo)
 //	tokend client|user|revoke ... manage a running node over its admin API
 //	tokend cluster status|leave   inspect or leave the cluster
+//	tokend keys list|rotate       the JWT signing keys
 //	tokend snapshot save|inspect|restore  back up or restore the whole state
 //	tokend version
 package main
@@ -30,6 +31,7 @@ Usage:
   tokend user create|delete|set-password [flags]
   tokend revoke --client ID | --user TENANT/USERNAME
   tokend cluster status|leave
+  tokend keys list|rotate                   signing keys of ID tokens and JWT access tokens
   tokend snapshot save FILE | inspect FILE | restore FILE [--force]
   tokend recover --peers ID=HOST:PORT[,...] lost quorum: reconfigure a stopped survivor
   tokend version
@@ -60,7 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "serve":
 		return serve(ctx, rest, stdout, stderr)
-	case "client", "user", "revoke", "cluster":
+	case "client", "user", "revoke", "cluster", "keys":
 		return adminCommand(ctx, cmd, rest, stdout, stderr)
 	case "snapshot":
 		return snapshotCommand(ctx, rest, stdout, stderr) // snapshotcli.go

@@ -24,6 +24,7 @@ import (
 	"github.com/tokend/tokend/cluster"
 	"github.com/tokend/tokend/fsm"
 	"github.com/tokend/tokend/httpapi"
+	"github.com/tokend/tokend/keys"
 )
 
 type serveConfig struct {
@@ -56,6 +57,10 @@ type serveConfig struct {
 	// looseFiles are secret files that group or others may access,
 	// logged once the logger exists.
 	looseFiles []looseFile
+	// signingKeys signs ID tokens and JWT access tokens (signing.go);
+	// signingAlgs are its algorithms, the first the one it signs with.
+	signingKeys *keys.Manager
+	signingAlgs algsFlag
 }
 
 type looseFile struct {
@@ -102,6 +107,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.DurationVar(&c.purgeInterval, "purge-interval", time.Minute, "how often the leader purges expired tokens")
 	fs.Uint64Var(&c.snapshotThreshold, "snapshot-threshold", 8192, "log entries between automatic snapshots")
 	fs.Var(newMemoryLimitFlag(), "memory-limit", memoryLimitUsage)
+	fs.Var(&c.signingAlgs, "signing-algs", signingAlgsUsage)
 	fs.StringVar(&c.issuer, "issuer", "", "the URL clients know this service by: iss in metadata, introspection and authorization responses; required for a cluster (--bootstrap-expect > 1 or --join), the same on every node (default for a single node: http(s)://<http-addr>); an https issuer turns on HSTS")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (HTTPS when both cert and key are set)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
@@ -351,6 +357,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if c.signingKeys, err = c.newSigningKeys(key, acceptKeys, state, node); err != nil {
+		_ = node.Shutdown(context.Background())
+		return err
+	}
 	api, err := c.newAPI(state, node, adminLn != nil, scheme, log, reg)
 	if err != nil {
 		_ = node.Shutdown(context.Background())
@@ -495,6 +505,8 @@ func (c *serveConfig) newAPI(state *fsm.FSM, node *cluster.Node, separateAdmin b
 		RefreshTTL:    c.refreshTTL,
 		CodeTTL:       c.codeTTL,
 		RefreshGrace:  c.refreshGrace,
+		Signer:        c.signingKeys,
+		Keys:          c.signingKeys,
 		SecureCookies: scheme == "https" || c.cookieSecure,
 		Logger:        log,
 		Registry:      reg,
