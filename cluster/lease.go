@@ -193,6 +193,19 @@ func (t *leaseTable) holdersAt(now int64) int {
 	return c
 }
 
+// publishedFloor is the floor once it holds for every node that may
+// serve reads: after the office wait (holders of earlier leaders' leases
+// may not have applied this term's barrier before), barrier applied;
+// 0 before.
+func (t *leaseTable) publishedFloor(now int64) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.ready || now < t.writesAt {
+		return 0
+	}
+	return t.floor
+}
+
 // floorIndex is the current floor.
 func (t *leaseTable) floorIndex() uint64 {
 	t.mu.Lock()

@@ -3,25 +3,113 @@ package cluster
 import (
 	"encoding/binary"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
 )
 
 // leaseRequest is a holder's report to the leader: it has applied
-// everything up to Applied, in Term. Encoded as two uvarints and the id.
+// everything up to Applied, in Term. Encoded as two uvarints and the id
+// (opLease); opLeaseFloor puts Want, the floor a reader here waits for
+// (0: none), after Term.
 type leaseRequest struct {
 	ID      string
 	Applied uint64
 	Term    uint64
+	Want    uint64
 }
 
+// leaseResponse is the leader's answer. Floor is the leader's published
+// visibility floor (visible.go), carried only by opLeaseFloor's encoding.
 type leaseResponse struct {
 	Granted bool
 	Term    uint64
 	Leader  string
 	LeaseMS int64
 	Reason  string
+	Floor   uint64
+}
+
+// opLeaseFloor is opLease with the visibility floor (visible.go). A leader
+// of the previous release answers it as an unknown operation; a follower
+// then reports with opLease, as that release did. The old operation
+// stays, unchanged, for followers of the previous release.
+const opLeaseFloor byte = 8
+
+// The floor encodings: the request is applied, term, want and the id;
+// the answer is opLease's with the floor as a uvarint after the lease
+// length.
+func (r leaseRequest) encodeFloor() []byte {
+	b := binary.AppendUvarint(nil, r.Applied)
+	b = binary.AppendUvarint(b, r.Term)
+	b = binary.AppendUvarint(b, r.Want)
+	return append(b, r.ID...)
+}
+
+func decodeLeaseRequestFloor(b []byte) (leaseRequest, error) {
+	var r leaseRequest
+	bad := errors.New("bad lease request")
+	var n int
+	if r.Applied, n = binary.Uvarint(b); n <= 0 {
+		return r, bad
+	}
+	b = b[n:]
+	if r.Term, n = binary.Uvarint(b); n <= 0 {
+		return r, bad
+	}
+	b = b[n:]
+	if r.Want, n = binary.Uvarint(b); n <= 0 {
+		return r, bad
+	}
+	r.ID = string(b[n:])
+	if r.ID == "" {
+		return r, errors.New("lease request without a node id")
+	}
+	return r, nil
+}
+
+func (r leaseResponse) encodeFloor() []byte {
+	b := []byte{0}
+	if r.Granted {
+		b[0] = 1
+	}
+	b = binary.AppendUvarint(b, r.Term)
+	b = binary.AppendUvarint(b, uint64(max(r.LeaseMS, 0)))
+	b = binary.AppendUvarint(b, r.Floor)
+	b = binary.AppendUvarint(b, uint64(len(r.Leader)))
+	b = append(b, r.Leader...)
+	return append(b, r.Reason...)
+}
+
+func decodeLeaseResponseFloor(b []byte) (leaseResponse, error) {
+	var r leaseResponse
+	bad := errors.New("bad lease response")
+	if len(b) < 1 || b[0] > 1 {
+		return r, bad
+	}
+	r.Granted, b = b[0] == 1, b[1:]
+	var n int
+	if r.Term, n = binary.Uvarint(b); n <= 0 {
+		return r, bad
+	}
+	b = b[n:]
+	ms, n := binary.Uvarint(b)
+	if n <= 0 || ms > uint64(time.Hour.Milliseconds()) {
+		return r, bad
+	}
+	r.LeaseMS, b = int64(ms), b[n:]
+	if r.Floor, n = binary.Uvarint(b); n <= 0 {
+		return r, bad
+	}
+	b = b[n:]
+	l, n := binary.Uvarint(b)
+	if n <= 0 || l > uint64(len(b)-n) {
+		return r, bad
+	}
+	b = b[n:]
+	r.Leader, r.Reason = string(b[:l]), string(b[l:])
+	return r, nil
 }
 
 func (r leaseRequest) encode() []byte {
@@ -88,11 +176,15 @@ func decodeLeaseResponse(b []byte) (leaseResponse, error) {
 }
 
 // leaseLoop renews this node's read lease, reporting its applied index to
-// the leader after every apply batch and at least every leaseRenew.
+// the leader after every apply batch and at least every leaseRenew, and
+// at once (then every floorRetry) while a reader here waits for a floor
+// above the one it knows (visible.go).
 func (n *Node) leaseLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(leaseRenew)
 	defer t.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
 	var lastReason string
 	var expired int64 // the lease end last counted as an expiry
 	for {
@@ -101,6 +193,7 @@ func (n *Node) leaseLoop() {
 			return
 		case <-t.C:
 		case <-n.pushCh:
+		case <-retry.C:
 		}
 		// A lease that ran out is noticed here, before any renewal in
 		// this round could extend it.
@@ -121,28 +214,61 @@ func (n *Node) leaseLoop() {
 		if addr == "" {
 			continue
 		}
-		sent := n.sinceStart()
-		n.hop("report sent")
-		req := leaseRequest{ID: n.cfg.NodeID, Applied: n.applied.Load(), Term: n.raft.CurrentTerm()}
-		b, _, err := n.rpc.call(n.stopCtx, addr, opLease, req.encode(), leaseLength/2)
-		var resp leaseResponse
-		if err == nil {
-			resp, err = decodeLeaseResponse(b)
-		}
-		reason := resp.Reason
-		switch {
-		case err != nil:
-			reason = err.Error()
-			n.metrics.leaseRenewFailures.WithLabelValues("error").Inc()
-		case !resp.Granted:
-			n.metrics.leaseRenewFailures.WithLabelValues("refused").Inc()
-		}
+		reason := n.renewLease(addr)
 		if reason != lastReason && reason != "" {
 			n.log.Debug("cluster: lease not renewed", "reason", reason)
 		}
 		lastReason = reason
-		if err == nil && resp.Granted {
-			n.lease.extend(holderUntil(sent, resp.LeaseMS))
+		if n.vis.want.Load() > n.vis.floor.Load() {
+			retry.Reset(floorRetry)
 		}
 	}
+}
+
+// renewLease makes one report to the leader at addr, extends the lease if
+// granted and takes the leader's floor. It returns why no lease was
+// granted ("" if it was).
+func (n *Node) renewLease(addr string) string {
+	sent := n.sinceStart()
+	n.hop("report sent")
+	req := leaseRequest{ID: n.cfg.NodeID, Applied: n.applied.Load(), Term: n.raft.CurrentTerm(), Want: n.vis.want.Load()}
+	resp, err := n.leaseCall(addr, req)
+	reason := resp.Reason
+	switch {
+	case err != nil:
+		reason = err.Error()
+		n.metrics.leaseRenewFailures.WithLabelValues("error").Inc()
+	case !resp.Granted:
+		n.metrics.leaseRenewFailures.WithLabelValues("refused").Inc()
+	}
+	if err != nil {
+		return reason
+	}
+	if resp.Granted {
+		n.lease.extend(holderUntil(sent, resp.LeaseMS))
+	}
+	n.raiseFloor(resp.Floor)
+	return reason
+}
+
+// leaseCall sends req with opLeaseFloor, or with opLease to a leader of
+// the previous release (which then sends no floor: 0).
+func (n *Node) leaseCall(addr string, req leaseRequest) (leaseResponse, error) {
+	if !n.isLegacy(addr) {
+		b, _, err := n.rpc.call(n.stopCtx, addr, opLeaseFloor, req.encodeFloor(), leaseLength/2)
+		if err == nil {
+			n.markLegacy(addr, false)
+			return decodeLeaseResponseFloor(b)
+		}
+		var re *rpcError
+		if !errors.As(err, &re) || re.status != stBadRequest || !strings.HasPrefix(re.msg, "unknown operation") {
+			return leaseResponse{}, err
+		}
+		n.markLegacy(addr, true)
+	}
+	b, _, err := n.rpc.call(n.stopCtx, addr, opLease, req.encode(), leaseLength/2)
+	if err != nil {
+		return leaseResponse{}, err
+	}
+	return decodeLeaseResponse(b)
 }

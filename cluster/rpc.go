@@ -140,6 +140,12 @@ func (n *Node) handleRPC(op byte, payload []byte, peer net.Addr) (byte, []byte) 
 			return stBadRequest, []byte(err.Error())
 		}
 		return stOK, n.grantLease(req).encode()
+	case opLeaseFloor: // leaserpc.go
+		req, err := decodeLeaseRequestFloor(payload)
+		if err != nil {
+			return stBadRequest, []byte(err.Error())
+		}
+		return stOK, n.grantLease(req).encodeFloor()
 	case opLeave:
 		if len(payload) == 0 {
 			return stBadRequest, []byte("empty node id")

@@ -51,6 +51,10 @@ func (r *replicator) ReadReady() error {
 	return nil
 }
 
+func (r *replicator) BeginRead() (int64, error) { return 0, r.ReadReady() }
+
+func (r *replicator) FinishRead(context.Context, int64, uint64) error { return nil }
+
 type errNoLease struct{}
 
 func (errNoLease) Error() string             { return "no read lease" }

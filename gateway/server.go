@@ -133,7 +133,9 @@ func (s *Server) validate(ctx *fasthttp.RequestCtx) {
 		s.v.Observe(ctx.Response.StatusCode(), time.Since(start))
 	}()
 	// The strings borrow the request's buffers: Validate keeps neither.
-	a := s.v.Validate(borrow(ctx.Request.Header.Peek("Authorization")), borrow(ctx.URI().QueryString()))
+	// The RequestCtx is the context: a read waiting for a write in flight
+	// (Replicator.FinishRead) ends when the server shuts down.
+	a := s.v.ValidateContext(ctx, borrow(ctx.Request.Header.Peek("Authorization")), borrow(ctx.URI().QueryString()))
 	h := &ctx.Response.Header
 	switch a.Status {
 	case http.StatusOK:

@@ -27,10 +27,14 @@ type introspection struct {
 // anyone else gets {"active":false}, exactly as for an unknown token, so
 // one client cannot read another's users and tenants (RFC 7662 §4).
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
-	if s.unready(w, r) {
+	// As s.unready does, with the fence that FinishRead checks after the
+	// lookup.
+	fence, err := s.rep.BeginRead()
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	resp, err := s.introspectRequest(w, r)
+	resp, err := s.introspectRequest(w, r, fence)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -41,7 +45,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 	writeBody(w, http.StatusOK, buf)
 }
 
-func (s *Server) introspectRequest(w http.ResponseWriter, r *http.Request) (introspection, error) {
+func (s *Server) introspectRequest(w http.ResponseWriter, r *http.Request, fence int64) (introspection, error) {
 	f, err := parseForm(w, r)
 	if err != nil {
 		return introspection{}, err
@@ -57,7 +61,13 @@ func (s *Server) introspectRequest(w http.ResponseWriter, r *http.Request) (intr
 	if raw == "" {
 		return introspection{}, invalidRequest("token is required")
 	}
-	t, ok := s.fsm.Lookup(fsm.HashOf(raw), s.now().UnixNano())
+	h := fsm.HashOf(raw)
+	t, ok := s.fsm.Lookup(h, s.now().UnixNano())
+	// After the lookup: what it saw must be visible on every node that
+	// serves reads before it is told (Replicator.FinishRead).
+	if err := s.rep.FinishRead(r.Context(), fence, s.fsm.InFlight(h)); err != nil {
+		return introspection{}, err
+	}
 	if !ok || t.Kind == fsm.KindCode || (t.ClientID != c.ID && !c.Introspect) {
 		return introspection{Active: false}, nil
 	}

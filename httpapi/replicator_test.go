@@ -29,6 +29,11 @@ func (m *memReplicator) Apply(_ context.Context, cmd []byte) (fsm.Result, error)
 
 func (m *memReplicator) ReadReady() error { return nil }
 
+// BeginRead and FinishRead: one in-order FSM has nothing in flight.
+func (m *memReplicator) BeginRead() (int64, error) { return 0, nil }
+
+func (m *memReplicator) FinishRead(context.Context, int64, uint64) error { return nil }
+
 // testAdminToken is an admin token of the minimum accepted length or more.
 const testAdminToken = "test-admin-token-0123456789abcdef0123456789"
 
@@ -56,3 +61,5 @@ func (errNoLease) Error() string                 { return "no read lease" }
 func (errNoLease) RetryAfter() (d time.Duration) { return time.Second }
 
 func (*unreadyReplicator) ReadReady() error { return errNoLease{} }
+
+func (*unreadyReplicator) BeginRead() (int64, error) { return 0, errNoLease{} }

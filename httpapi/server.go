@@ -25,6 +25,16 @@ type Replicator interface {
 	Apply(ctx context.Context, cmd []byte) (fsm.Result, error)
 	// ReadReady is nil when this node may answer reads from local state.
 	ReadReady() error
+	// BeginRead is ReadReady for one read of token state, plus a fence
+	// for FinishRead (an instant on the replicator's own clock).
+	BeginRead() (fence int64, err error)
+	// FinishRead is called after the read's lookup with the fence and
+	// fsm.FSM.InFlight of the token read (0: no write to it in flight).
+	// It returns nil once the answer may be given: the lookup was made
+	// while this node could serve reads, and what it saw is visible on
+	// every node that does (a wait, bounded by ctx, only while a write
+	// to the token is in flight); else an error with RetryAfter.
+	FinishRead(ctx context.Context, fence int64, index uint64) error
 }
 
 // Config configures a Server. FSM and Replicator are required.

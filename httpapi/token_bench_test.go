@@ -30,6 +30,10 @@ func (c *countingReplicator) Apply(_ context.Context, cmd []byte) (fsm.Result, e
 
 func (*countingReplicator) ReadReady() error { return nil }
 
+func (*countingReplicator) BeginRead() (int64, error) { return 0, nil }
+
+func (*countingReplicator) FinishRead(context.Context, int64, uint64) error { return nil }
+
 // discardWriter is a ResponseWriter that keeps the status and drops the
 // body, reused across iterations.
 type discardWriter struct {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,7 +17,7 @@ import (
 // and the header values come from Validator.Validate, which the fast
 // listener (package gateway) calls too, so the two cannot answer apart.
 func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
-	a := s.decideValidate(r.Header.Get("Authorization"), r.URL.RawQuery)
+	a := s.decideValidate(r.Context(), r.Header.Get("Authorization"), r.URL.RawQuery)
 	switch a.Status {
 	case http.StatusServiceUnavailable:
 		s.writeError(w, r, a.Err)
@@ -119,18 +120,32 @@ type ValidateAnswer struct {
 // caller may pass strings that alias a buffer it reuses afterwards; a
 // valid token without a scope query allocates nothing.
 func (v *Validator) Validate(authorization, rawQuery string) ValidateAnswer {
-	return v.s.decideValidate(authorization, rawQuery)
+	return v.s.decideValidate(context.Background(), authorization, rawQuery)
 }
 
-func (s *Server) decideValidate(authorization, rawQuery string) ValidateAnswer {
-	if err := s.rep.ReadReady(); err != nil {
+// ValidateContext is Validate for a request whose end ctx tells: a read
+// of a token with a write in flight waits (Replicator.FinishRead) at most
+// until then.
+func (v *Validator) ValidateContext(ctx context.Context, authorization, rawQuery string) ValidateAnswer {
+	return v.s.decideValidate(ctx, authorization, rawQuery)
+}
+
+func (s *Server) decideValidate(ctx context.Context, authorization, rawQuery string) ValidateAnswer {
+	fence, err := s.rep.BeginRead()
+	if err != nil {
 		return ValidateAnswer{Status: http.StatusServiceUnavailable, Err: err}
 	}
 	raw, ok := bearerValue(authorization)
 	if !ok {
 		return ValidateAnswer{Status: http.StatusUnauthorized, Challenge: challengeNoToken}
 	}
-	t, ok := s.fsm.Lookup(fsm.HashOf(raw), s.now().UnixNano())
+	h := fsm.HashOf(raw)
+	t, ok := s.fsm.Lookup(h, s.now().UnixNano())
+	// After the lookup, never before: a write applied in between is then
+	// either in flight here or visible everywhere (fsm/recent.go).
+	if err := s.rep.FinishRead(ctx, fence, s.fsm.InFlight(h)); err != nil {
+		return ValidateAnswer{Status: http.StatusServiceUnavailable, Err: err}
+	}
 	if !ok || t.Kind != fsm.KindAccess {
 		return ValidateAnswer{Status: http.StatusUnauthorized, Challenge: challengeInvalidToken}
 	}
