@@ -60,6 +60,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock written into purge commands (default time.Now).
 	Now func() time.Time
+
+	// hooks are set only by tests in this package (testhooks.go).
+	hooks *testHooks
 }
 
 // TLSFiles names PEM files of an operator-supplied PKI for the internal

@@ -216,11 +216,17 @@ func (r *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Co
 // internalDialer opens authenticated connections to peers' internal ports.
 type internalDialer struct {
 	tls *tls.Config
+	// hook replaces the whole dial in the fault-injection harness
+	// (testHooks.dial); nil otherwise.
+	hook func(ctx context.Context, addr string, kind byte) (net.Conn, error)
 }
 
 // dial connects to addr, completes the TLS handshake (verifying the peer)
 // and names the service.
 func (d *internalDialer) dial(ctx context.Context, addr string, kind byte) (net.Conn, error) {
+	if d.hook != nil {
+		return d.hook(ctx, addr, kind)
+	}
 	nd := &net.Dialer{KeepAlive: 30 * time.Second}
 	raw, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {

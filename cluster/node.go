@@ -51,7 +51,6 @@ type Node struct {
 
 	leader atomic.Pointer[leaderState] // non-nil while this node leads
 	lease  holderLease                 // read lease held from the leader
-	vis    visibility                  // visibility floor (visible.go)
 
 	peersMu sync.Mutex
 	peers   map[string]*peer     // gossip view, including dead and left members
@@ -162,10 +161,11 @@ func (n *Node) openRaft() error {
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
-	rc.HeartbeatTimeout = heartbeatTimeout
-	rc.ElectionTimeout = electionTimeout
-	rc.LeaderLeaseTimeout = leaderLeaseTimeout
-	rc.CommitTimeout = commitTimeout
+	timing := n.raftTiming() // config.go's constants unless a test set hooks
+	rc.HeartbeatTimeout = timing.heartbeat
+	rc.ElectionTimeout = timing.election
+	rc.LeaderLeaseTimeout = timing.leaderLease
+	rc.CommitTimeout = timing.commit
 	rc.SnapshotThreshold = cfg.SnapshotThreshold
 	rc.TrailingLogs = cfg.SnapshotThreshold
 	rc.SnapshotInterval = 30 * time.Second
@@ -225,6 +225,13 @@ func (n *Node) openTransport(hlog *hclogAdapter) (raftTransport, error) {
 	if len(cfg.ClusterKey) == 0 {
 		_, trans := raft.NewInmemTransport(raft.ServerAddress(cfg.RaftAddr))
 		return trans, nil
+	}
+	if h := cfg.hooks; h != nil && h.transport != nil {
+		// The fault-injection harness: Raft over its wrapped in-memory
+		// transport, internal RPCs over its connections (testhooks.go).
+		n.rpc = newRPCClient(&internalDialer{hook: h.dial})
+		n.fwd = newForwarder(n)
+		return h.transport(n.serveRPC), nil
 	}
 	id, err := newIdentity(cfg.NodeID, cfg.ClusterKey, cfg.AcceptKeys, cfg.InternalTLS)
 	if err != nil {
@@ -537,5 +544,11 @@ func (n *Node) Status() Status {
 	return s
 }
 
-// sinceStart is nanoseconds on the monotonic clock since the node started.
-func (n *Node) sinceStart() int64 { return int64(time.Since(n.started)) }
+// sinceStart is nanoseconds on the monotonic clock since the node started
+// (or on the test clock of the harness, testhooks.go).
+func (n *Node) sinceStart() int64 {
+	if h := n.cfg.hooks; h != nil && h.clock != nil {
+		return h.clock()
+	}
+	return int64(time.Since(n.started))
+}
