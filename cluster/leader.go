@@ -140,6 +140,7 @@ func (n *Node) leaderLoop(ctx context.Context, ls *leaderState) {
 		if err == nil {
 			ls.leases.setReady(f.Index())
 			ls.ready.Store(true)
+			n.publishLeaderFloor(ls) // counts only after the office wait
 			break
 		}
 		n.log.Warn("cluster: leader barrier failed", "err", err)
@@ -265,10 +266,12 @@ func (n *Node) waitVisible(ctx context.Context, ls *leaderState, index uint64) e
 	}
 	w := ls.leases.await(n.sinceStart(), index)
 	if w == nil {
+		n.publishLeaderFloor(ls)
 		return nil
 	}
 	select {
 	case <-w.done:
+		n.publishLeaderFloor(ls)
 		return nil
 	case <-ctx.Done():
 		ls.leases.abandon(w)
@@ -280,7 +283,8 @@ func (n *Node) waitVisible(ctx context.Context, ls *leaderState, index uint64) e
 }
 
 // grantLease records a holder's report and decides whether it may serve
-// reads for another lease length.
+// reads for another lease length. The answer carries the leader's
+// published floor, after waiting (briefly) for the one req wants.
 func (n *Node) grantLease(req leaseRequest) leaseResponse {
 	ls := n.leader.Load()
 	if ls == nil || n.raft.State() != raft.Leader || n.raft.CurrentTerm() != ls.term {
@@ -296,6 +300,7 @@ func (n *Node) grantLease(req leaseRequest) leaseResponse {
 		resp.LeaseMS = leaseLength.Milliseconds()
 	}
 	n.metrics.observeLease(resp)
+	resp.Floor = n.serveFloor(ls, req.Want)
 	return resp
 }
 
@@ -394,25 +399,11 @@ func (n *Node) memberMeta(id string) (nodeMeta, bool) {
 // ReadReady returns nil when this node may answer validations from local
 // memory right now: it is the leader and has applied its term's barrier,
 // or it holds an unexpired read lease from a leader. While writes to
-// raft.db fail it returns "disk: <error>" (diskhealth.go).
+// raft.db fail it returns "disk: <error>" (diskhealth.go). A read that
+// answers from local state uses BeginRead and FinishRead (visible.go).
 func (n *Node) ReadReady() error {
-	if err := n.disk.check(); err != nil {
-		return err
-	}
-	if n.raft.State() == raft.Leader {
-		ls := n.leader.Load()
-		if ls != nil && ls.term == n.raft.CurrentTerm() && ls.mayServe(n.sinceStart()) && ls.isReady() {
-			return nil
-		}
-		return unavailable("", ErrNotReady)
-	}
-	if n.lease.valid(n.sinceStart()) {
-		return nil
-	}
-	if _, id := n.raft.LeaderWithID(); id == "" {
-		return unavailable("", ErrNoLeader)
-	}
-	return unavailable("", ErrNoLease)
+	_, err := n.BeginRead()
+	return err
 }
 
 // WaitReady polls ReadReady until it is nil or ctx ends.

@@ -51,6 +51,7 @@ type Node struct {
 
 	leader atomic.Pointer[leaderState] // non-nil while this node leads
 	lease  holderLease                 // read lease held from the leader
+	vis    visibility                  // visibility floor (visible.go)
 
 	peersMu sync.Mutex
 	peers   map[string]*peer     // gossip view, including dead and left members
