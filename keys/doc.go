@@ -22,8 +22,9 @@
 // already hold the new current key. A retired key stays in the JWKS until
 // RemoveAt = retirement + RetireAfter, the longest lifetime of anything it
 // signed, so every token it signed has expired by the time fsm.Purge drops
-// it; its private half is dropped at retirement (a retired key never
-// signs again).
+// it. A retired key never signs again: its opened private key leaves this
+// process's cache at retirement (the sealed copy stays with the entry
+// until the purge).
 //
 // # Private keys
 //
