@@ -248,41 +248,23 @@ func (w *worker) read(ctx context.Context, slot int, in hInput) {
 	w.rec.add(porcupine.Operation{ClientId: w.id, Input: in, Output: hOutput{found: found}, Call: call, Return: w.rec.now()})
 }
 
-// harnessRead is the read path of httpapi (validate.go, introspect.go):
-// the readiness gate, a lookup in local memory, then the post-read check
-// for writes in flight (issue 11 part 3). An error means the node would
-// have answered 503.
+// harnessRead is the read path of httpapi (validate.go decideValidate,
+// introspect.go): BeginRead (the readiness gate and the read's fence), the
+// lookup in local memory, then FinishRead with the fsm's in-flight index
+// of the key, taken after the lookup. An error means the node would have
+// answered 503.
 func harnessRead(ctx context.Context, n *Node, h fsm.Hash, refresh bool) (bool, error) {
+	fence, err := n.BeginRead()
+	if err != nil {
+		return false, err
+	}
+	t, found := n.fsm.Lookup(h, time.Now().UnixNano())
+	if err := n.FinishRead(ctx, fence, n.fsm.InFlight(h)); err != nil {
+		return false, err
+	}
 	want := fsm.KindAccess
 	if refresh {
 		want = fsm.KindRefresh
 	}
-	if r, ok := any(n).(fencedReader); ok {
-		fence, err := r.BeginRead()
-		if err != nil {
-			return false, err
-		}
-		t, found := n.fsm.Lookup(h, time.Now().UnixNano())
-		var inFlight uint64
-		if f, ok := any(n.fsm).(interface{ InFlight(fsm.Hash) uint64 }); ok {
-			inFlight = f.InFlight(h)
-		}
-		if err := r.FinishRead(ctx, fence, inFlight); err != nil {
-			return false, err
-		}
-		return found && t.Kind == want, nil
-	}
-	if err := n.ReadReady(); err != nil {
-		return false, err
-	}
-	t, found := n.fsm.Lookup(h, time.Now().UnixNano())
 	return found && t.Kind == want, nil
-}
-
-// fencedReader is the read path with a check after the lookup (BeginRead,
-// FinishRead), found by method so that the harness builds with and without
-// it while that path is being written.
-type fencedReader interface {
-	BeginRead() (int64, error)
-	FinishRead(ctx context.Context, fence int64, inFlight uint64) error
 }

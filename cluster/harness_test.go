@@ -88,7 +88,9 @@ func newHarness(ctx context.Context, seed uint64, dir string, size int, rate fun
 			return nil, err
 		}
 	}
-	if err := h.waitReady(ctx); err != nil {
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := h.waitReady(wctx); err != nil {
 		h.close()
 		return nil, fmt.Errorf("cluster never became ready: %w", err)
 	}
