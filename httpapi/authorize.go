@@ -111,7 +111,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		Action: prefix + "/authorize/login", RequestID: sess.id, CSRF: sess.csrf,
 		ClientName: c.Name, Tenant: req.tenant, TenantFixed: req.tenant != "",
 		Username: req.oidc.loginHint,
-	}, selfOnly)
+	}, loginFormAction(req))
 }
 
 // unreadyPage is unready for the HTML pages: an error page with 503 and
@@ -218,11 +218,11 @@ func (s *Server) authorizeLogin(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case data.Username == "" || password == "":
 		data.Error = "Enter your username and password."
-		s.render(w, r, s.pages.login, http.StatusBadRequest, data, selfOnly)
+		s.render(w, r, s.pages.login, http.StatusBadRequest, data, loginFormAction(sess.req))
 		return
 	case !validName(tenant) || !validName(data.Username) || len(password) > 1024:
 		data.Error = "Incorrect username or password."
-		s.render(w, r, s.pages.login, http.StatusUnauthorized, data, selfOnly)
+		s.render(w, r, s.pages.login, http.StatusUnauthorized, data, loginFormAction(sess.req))
 		return
 	}
 	if err := s.checkUser(r, tenant, data.Username, password); err != nil {
@@ -231,11 +231,11 @@ func (s *Server) authorizeLogin(w http.ResponseWriter, r *http.Request) {
 			secs := retryAfterSeconds(oe.retry)
 			w.Header().Set("Retry-After", strconv.Itoa(secs))
 			data.Error = "Too many failed sign-in attempts. Wait " + strconv.Itoa(secs) + " s and try again."
-			s.render(w, r, s.pages.login, http.StatusTooManyRequests, data, selfOnly)
+			s.render(w, r, s.pages.login, http.StatusTooManyRequests, data, loginFormAction(sess.req))
 			return
 		}
 		data.Error = "Incorrect username or password."
-		s.render(w, r, s.pages.login, http.StatusUnauthorized, data, selfOnly)
+		s.render(w, r, s.pages.login, http.StatusUnauthorized, data, loginFormAction(sess.req))
 		return
 	}
 	s.afterLogin(w, r, c, sess, signedIn{tenant: tenant, username: data.Username, authTime: s.now().Unix()})

@@ -104,6 +104,16 @@ func (s *Server) needConsent(c *fsm.Client, req authRequest, u signedIn) bool {
 	return !ok || !fsm.ScopeSubset(req.scope, remembered)
 }
 
+// loginFormAction is the login page's CSP form-action: an OpenID sign-in
+// whose consent is remembered redirects to the client straight from the
+// login post, and Chromium applies form-action to that redirect too.
+func loginFormAction(req authRequest) string {
+	if req.oidc.openid {
+		return consentFormAction(req.redirectURI)
+	}
+	return selfOnly
+}
+
 // startSSO starts a sign-in session for u and sets its cookie.
 func (s *Server) startSSO(ctx context.Context, w http.ResponseWriter, u signedIn) error {
 	raw := newSecret("")
