@@ -260,8 +260,7 @@ func (n *Node) leaseCall(addr string, req leaseRequest) (leaseResponse, error) {
 			n.markLegacy(addr, false)
 			return decodeLeaseResponseFloor(b)
 		}
-		var re *rpcError
-		if !errors.As(err, &re) || re.status != stBadRequest || !strings.HasPrefix(re.msg, "unknown operation") {
+		if !unknownOp(err) {
 			return leaseResponse{}, err
 		}
 		n.markLegacy(addr, true)
@@ -271,4 +270,11 @@ func (n *Node) leaseCall(addr string, req leaseRequest) (leaseResponse, error) {
 		return leaseResponse{}, err
 	}
 	return decodeLeaseResponse(b)
+}
+
+// unknownOp says whether err is a peer's refusal of an operation it does
+// not know (handleRPC's answer in a release without it).
+func unknownOp(err error) bool {
+	var re *rpcError
+	return errors.As(err, &re) && re.status == stBadRequest && strings.HasPrefix(re.msg, "unknown operation")
 }

@@ -49,9 +49,10 @@ type visibility struct {
 }
 
 const (
-	// readVisibleWait bounds a read's wait for a write in flight: longer
-	// than a new leader's office wait, after which the floor moves again.
-	readVisibleWait = 2 * leaseLength
+	// readVisibleWait bounds a read's wait for a write in flight: as long
+	// as the write itself may wait for a stuck holder (lagLimit +
+	// leaseLength, doc.go) and longer than a new leader's office wait.
+	readVisibleWait = lagLimit + leaseLength + 2*leaseRenew
 	// floorWaitMax is how long a leader holds a lease answer back for a
 	// floor a follower's reader wants.
 	floorWaitMax = leaseRenew
