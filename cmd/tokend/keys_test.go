@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Signing keys (package keys) across real tokend processes: the key set is
@@ -209,5 +212,46 @@ func TestKeysRotateThreeNodes(t *testing.T) {
 	// The first token, signed with a retired key, is still a valid token.
 	if code := validateEventually(t, c.procs[2], first); code != http.StatusOK {
 		t.Fatalf("token signed before the rotations: /validate %d", code)
+	}
+}
+
+// TestSigningKeyFileWithoutClusterKey: a node without a cluster key seals
+// its signing keys under signing-keys.key in its data directory (32 bytes,
+// mode 0600), signs with the same key after a restart, and refuses to
+// start when others may read that file.
+func TestSigningKeyFileWithoutClusterKey(t *testing.T) {
+	p := startNode(t, "solo", "--admin-token", testAdminToken)
+	c := &testCluster{t: t, admin: testAdminToken, procs: []*proc{p}}
+	c.waitReady(p)
+	id, secret := keysJWTClient(t, p)
+	kid, _, _ := jwsHeader(t, issueDefinite(t, p, id, secret))
+
+	path := filepath.Join(p.dir, "signing-keys.key")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 || fi.Size() != 32 {
+		t.Fatalf("key file: mode %04o, %d bytes; want 0600 and 32", fi.Mode().Perm(), fi.Size())
+	}
+	p.terminate(t)
+	p.start(t)
+	c.waitReady(p)
+	if again, _, _ := jwsHeader(t, issueDefinite(t, p, id, secret)); again != kid {
+		t.Fatalf("after a restart the node signs with %s, before with %s", again, kid)
+	}
+
+	p.terminate(t)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.start(t)
+	select {
+	case <-p.exited:
+	case <-time.After(deadline):
+		t.Fatal("node started with a world-readable signing key file")
+	}
+	if out := p.out.String(); !strings.Contains(out, "signing-keys.key has mode 0644") {
+		t.Fatalf("refusal does not name the file and its mode:\n%s", tail(p.out, 10))
 	}
 }
