@@ -127,47 +127,8 @@ func TestRotationStateMachine(t *testing.T) {
 			t.Fatalf("Rotate returned sealed private material of %s", k.ID)
 		}
 	}
-	state := func(keys []fsm.SigningKey, id string) fsm.SigningKey {
-		i := slices.IndexFunc(keys, func(k fsm.SigningKey) bool { return k.ID == id })
-		if i < 0 {
-			t.Fatalf("key %s not in the set", id)
-		}
-		return keys[i]
-	}
 	for _, alg := range []string{ES256, EdDSA} {
-		var oldCur, oldNext string
-		for _, k := range before {
-			if k.Alg == alg && k.State == fsm.KeyCurrent {
-				oldCur = k.ID
-			} else if k.Alg == alg {
-				oldNext = k.ID
-			}
-		}
-		if k := state(after, oldCur); k.State != fsm.KeyRetired || k.RetiredAt != rotatedAt || k.RemoveAt != rotatedAt+int64(60*60e9) {
-			t.Fatalf("%s old current: %+v, want retired at %d, removed an hour later", alg, k, rotatedAt)
-		}
-		if k := state(after, oldNext); k.State != fsm.KeyCurrent {
-			t.Fatalf("%s old next is %v, want current", alg, k.State)
-		}
-		var nexts int
-		for _, k := range after {
-			if k.Alg == alg && k.State == fsm.KeyNext {
-				nexts++
-				if k.ID == oldNext || k.CreatedAt != rotatedAt {
-					t.Fatalf("%s next key %+v is not fresh", alg, k)
-				}
-			}
-		}
-		if nexts != 1 {
-			t.Fatalf("%s: %d next keys, want 1", alg, nexts)
-		}
-		tok, err := m.SignWith(ctx, alg, "JWT", idClaims{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if kid := header(t, tok)["kid"]; kid != oldNext {
-			t.Fatalf("%s signs with %v after rotation, want the old next %s", alg, kid, oldNext)
-		}
+		checkRotated(t, m, alg, before, after, rotatedAt)
 	}
 	if _, err := m.Verify(old, "JWT"); err != nil {
 		t.Fatalf("token of the retired key refused before RemoveAt: %v", err)
@@ -186,6 +147,53 @@ func TestRotationStateMachine(t *testing.T) {
 	}
 	if _, err := m.Verify(old, "JWT"); !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), "unknown key id") {
 		t.Fatalf("token of a removed key: err = %v, want unknown key id", err)
+	}
+}
+
+// checkRotated checks one algorithm's keys after a rotation at rotatedAt
+// (RetireAfter one hour): the old current retired, the old next current
+// and signing, one fresh next.
+func checkRotated(t *testing.T, m *Manager, alg string, before, after []fsm.SigningKey, rotatedAt int64) {
+	t.Helper()
+	state := func(id string) fsm.SigningKey {
+		i := slices.IndexFunc(after, func(k fsm.SigningKey) bool { return k.ID == id })
+		if i < 0 {
+			t.Fatalf("key %s not in the set", id)
+		}
+		return after[i]
+	}
+	var oldCur, oldNext string
+	for _, k := range before {
+		if k.Alg == alg && k.State == fsm.KeyCurrent {
+			oldCur = k.ID
+		} else if k.Alg == alg {
+			oldNext = k.ID
+		}
+	}
+	if k := state(oldCur); k.State != fsm.KeyRetired || k.RetiredAt != rotatedAt || k.RemoveAt != rotatedAt+int64(60*60e9) {
+		t.Fatalf("%s old current: %+v, want retired at %d, removed an hour later", alg, k, rotatedAt)
+	}
+	if k := state(oldNext); k.State != fsm.KeyCurrent {
+		t.Fatalf("%s old next is %v, want current", alg, k.State)
+	}
+	var nexts int
+	for _, k := range after {
+		if k.Alg == alg && k.State == fsm.KeyNext {
+			nexts++
+			if k.ID == oldNext || k.CreatedAt != rotatedAt {
+				t.Fatalf("%s next key %+v is not fresh", alg, k)
+			}
+		}
+	}
+	if nexts != 1 {
+		t.Fatalf("%s: %d next keys, want 1", alg, nexts)
+	}
+	tok, err := m.SignWith(context.Background(), alg, "JWT", idClaims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kid := header(t, tok)["kid"]; kid != oldNext {
+		t.Fatalf("%s signs with %v after rotation, want the old next %s", alg, kid, oldNext)
 	}
 }
 

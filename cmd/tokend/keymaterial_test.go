@@ -108,22 +108,9 @@ func TestSigningKeyMaterialNotOnDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	haystacks := map[string][]byte{"process output": []byte(p.out.String()), "CLI output": []byte(cli.String())}
-	var files int
-	for _, dir := range []string{p.dir, backupDir} {
-		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || !d.Type().IsRegular() {
-				return err
-			}
-			b, err := os.ReadFile(path)
-			haystacks[path] = b
-			files++
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	haystacks := readFiles(t, p.dir, backupDir)
+	files := len(haystacks)
+	haystacks["process output"], haystacks["CLI output"] = []byte(p.out.String()), []byte(cli.String())
 	var raftDB, snapshots []byte
 	for path, b := range haystacks {
 		switch {
@@ -160,4 +147,24 @@ func TestSigningKeyMaterialNotOnDisk(t *testing.T) {
 	}
 	t.Logf("%d keys, %d files (raft.db %d bytes, snapshots %d bytes), %d bytes of process output: no private key material",
 		len(set), files, len(raftDB), len(snapshots), len(haystacks["process output"]))
+}
+
+// readFiles returns the contents of every regular file under dirs, by
+// path.
+func readFiles(t *testing.T, dirs ...string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			out[path], err = os.ReadFile(path)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
