@@ -31,7 +31,7 @@ func adminCommand(ctx context.Context, group string, args []string, stdout, stde
 	token := fs.String("admin-token", "", "admin bearer token"+argvWarning("admin-token-file"))
 	tokenFile := fs.String("admin-token-file", "", "file holding the admin bearer token")
 	o := &adminOpts{}
-	fs.StringVar(&o.name, "name", "", "client: application name")
+	fs.StringVar(&o.name, "name", "", "client: application name; user: full name (name claim)")
 	fs.Var(&o.redirects, "redirect-uri", "client: callback URL (repeatable)")
 	fs.Var(&o.grants, "grant", "client: grant type (repeatable): authorization_code, implicit, password, client_credentials, refresh_token")
 	fs.Var(&o.scopes, "scope", "client: scope (repeatable)")
@@ -43,6 +43,7 @@ func adminCommand(ctx context.Context, group string, args []string, stdout, stde
 	fs.StringVar(&o.password, "password", "", "user: password (or TOKEND_PASSWORD)")
 	fs.StringVar(&o.client, "client", "", "revoke: every grant of this client id")
 	fs.StringVar(&o.user, "user", "", "revoke: every grant of TENANT/USERNAME")
+	o.registerClaimFlags(fs) // userclaims.go
 	if err := parseWithEnv(fs, args); err != nil {
 		return err
 	}
@@ -74,7 +75,7 @@ func adminCommand(ctx context.Context, group string, args []string, stdout, stde
 
 var verbs = map[string][]string{
 	"client":  {"create", "list", "get", "update", "delete", "rotate-secret"},
-	"user":    {"create", "delete", "set-password"},
+	"user":    {"create", "update", "delete", "set-password"},
 	"cluster": {"status", "leave"},
 	"keys":    {"list", "rotate"},
 }
@@ -84,6 +85,10 @@ type adminOpts struct {
 	redirects, grants, scopes                      listFlag
 	public, introspect                             bool
 	tokenFormat                                    string
+	// OpenID Connect (userclaims.go).
+	email, preferredUsername string
+	emailVerified            bool
+	postLogout               listFlag
 }
 
 // request maps a subcommand to its admin API call.
@@ -96,7 +101,7 @@ func (o *adminOpts) request(group, verb string, fs *flag.FlagSet) (method, path 
 	}
 	clientBody := func() map[string]any {
 		return map[string]any{"name": o.name, "redirect_uris": o.redirects, "grant_types": o.grants, "scopes": o.scopes, "public": o.public, "introspect": o.introspect,
-			"access_token_format": o.tokenFormat}
+			"access_token_format": o.tokenFormat, "post_logout_redirect_uris": o.postLogout}
 	}
 	userPath := func(s string) (string, error) {
 		tenant, name, ok := strings.Cut(s, "/")
@@ -131,8 +136,10 @@ func (o *adminOpts) request(group, verb string, fs *flag.FlagSet) (method, path 
 		if o.password == "" {
 			return "", "", nil, errors.New("--password (or TOKEND_PASSWORD) is required")
 		}
-		return http.MethodPost, "/admin/users", map[string]string{"tenant": o.tenant, "username": o.username, "password": o.password}, nil
-	case "user delete", "user set-password":
+		body := map[string]any{"tenant": o.tenant, "username": o.username, "password": o.password}
+		o.addUserClaims(fs, body)
+		return http.MethodPost, "/admin/users", body, nil
+	case "user delete", "user set-password", "user update":
 		a, err := arg()
 		if err != nil {
 			return "", "", nil, err
@@ -141,8 +148,16 @@ func (o *adminOpts) request(group, verb string, fs *flag.FlagSet) (method, path 
 		if err != nil {
 			return "", "", nil, err
 		}
-		if verb == "delete" {
+		switch verb {
+		case "delete":
 			return http.MethodDelete, p, nil, nil
+		case "update": // claims, and a password when given
+			body := map[string]any{}
+			if o.password != "" {
+				body["password"] = o.password
+			}
+			o.addUserClaims(fs, body)
+			return http.MethodPut, p, body, nil
 		}
 		if o.password == "" {
 			return "", "", nil, errors.New("--password (or TOKEND_PASSWORD) is required")

@@ -52,6 +52,19 @@ func TestAdminCLI(t *testing.T) {
 	}
 	tokend("user", "create", "--tenant", "eneco", "--username", "alice", "--password", "first")
 	tokend("user", "set-password", "eneco/alice", "--password", "second")
+	// OpenID Connect claims: update sends only the flags it is given.
+	if got := tokend("user", "update", "eneco/alice", "--name", "Alice Liddell", "--email", "alice@example.com", "--email-verified"); got["name"] != "Alice Liddell" ||
+		got["email"] != "alice@example.com" || got["email_verified"] != true {
+		t.Fatalf("user update: %v", got)
+	}
+	if got := tokend("user", "update", "eneco/alice", "--preferred-username", "al"); got["name"] != "Alice Liddell" || got["preferred_username"] != "al" || got["email_verified"] != true {
+		t.Fatalf("user update --preferred-username: %v", got)
+	}
+	if got := tokend("client", "update", id, "--name", "Renamed", "--redirect-uri", "https://app.example/new", "--post-logout-redirect-uri", "https://app.example/bye",
+		"--grant", "client_credentials", "--grant", "password", "--grant", "refresh_token", "--scope", "read"); got["post_logout_redirect_uris"] == nil ||
+		got["post_logout_redirect_uris"].([]any)[0] != "https://app.example/bye" {
+		t.Fatalf("client update --post-logout-redirect-uri: %v", got)
+	}
 
 	password := func(pw string) int {
 		form := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {pw}, "tenant_id": {"eneco"},
