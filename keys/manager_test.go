@@ -241,3 +241,36 @@ func TestSignWithUnconfiguredAlgRefused(t *testing.T) {
 		t.Fatal("HS256 configured")
 	}
 }
+
+// TestAlgorithmAddedLater: a node configured with one more algorithm than
+// the set holds adds its keys on first use, keeping the others.
+func TestAlgorithmAddedLater(t *testing.T) {
+	r, c := newReplica(), newClock()
+	sealer, _ := NewSealer(randomSecret(t))
+	ctx := context.Background()
+	if _, err := newTestManager(t, r, c, sealer, ES256).Sign(ctx, "JWT", idClaims{}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := r.f.SigningKeys()
+	m := newTestManager(t, r, c, sealer, ES256, EdDSA)
+	doc, err := m.JWKS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := r.f.SigningKeys()
+	if len(after) != 4 || len(byState(after, fsm.KeyCurrent)) != 2 || !strings.Contains(string(doc), `"alg":"EdDSA"`) {
+		t.Fatalf("set after adding EdDSA: %d keys, current %v; JWKS %s", len(after), byState(after, fsm.KeyCurrent), doc)
+	}
+	for _, k := range before {
+		if !slices.ContainsFunc(after, func(a fsm.SigningKey) bool { return a.ID == k.ID && a.State == k.State }) {
+			t.Fatalf("key %s (%v) changed when EdDSA was added", k.ID, k.State)
+		}
+	}
+	tok, err := m.SignWith(ctx, EdDSA, "JWT", idClaims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Verify(tok, "JWT"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -35,18 +35,8 @@ func (m *Manager) SignWith(ctx context.Context, alg, typ string, claims any) (st
 		return "", err
 	}
 	kid := v.current[alg]
-	if kid == "" {
-		// The set has no current key of alg yet (alg was added to Algs
-		// after the set was made): ready saw the default one only.
-		if err := m.ensure(ctx); err != nil {
-			return "", err
-		}
-		if v, err = m.load(); err != nil {
-			return "", err
-		}
-		if kid = v.current[alg]; kid == "" {
-			return "", fmt.Errorf("keys: sign: the key set has no current %s key", alg)
-		}
+	if kid == "" { // another node's rotation retired it in between
+		return "", fmt.Errorf("keys: sign: the key set has no current %s key", alg)
 	}
 	s, err := m.signer(v, kid, alg, typ)
 	if err != nil {
@@ -71,13 +61,14 @@ func (m *Manager) JWKS(ctx context.Context) ([]byte, error) {
 }
 
 // ready returns the current view, creating the keys first when the set
-// has no current key of the default algorithm.
+// has no current key of a configured algorithm (the first use, or an
+// algorithm added to Algs since).
 func (m *Manager) ready(ctx context.Context) (*view, error) {
 	v, err := m.load()
 	if err != nil {
 		return nil, err
 	}
-	if v.current[m.cfg.Alg] != "" {
+	if !slices.ContainsFunc(m.cfg.Algs, func(alg string) bool { return v.current[alg] == "" }) {
 		return v, nil
 	}
 	if err := m.ensure(ctx); err != nil {
