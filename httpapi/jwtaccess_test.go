@@ -488,3 +488,23 @@ func TestJWTAccessTokenLimits(t *testing.T) {
 	}
 	e.revoke(e.jwt, long)
 }
+
+// TestJWTAccessTokenImplicit: the implicit flow's access token is a JWT
+// too, about the signed-in user.
+func TestJWTAccessTokenImplicit(t *testing.T) {
+	e := newJATEnv(t)
+	c := e.register(map[string]any{"name": "spa", "redirect_uris": []string{jatRedirect}, "grant_types": []string{"implicit"},
+		"scopes": []string{"read"}, "public": true, "access_token_format": "jwt"}, http.StatusCreated)
+	b := e.browser()
+	page := e.authorize(b, url.Values{"response_type": {"token"}, "client_id": {c.ID}, "redirect_uri": {jatRedirect}, "state": {"s1"}})
+	page = e.login(b, page, "alice", "correct horse", "tenant_id", "acme")
+	v := e.consent(b, page, "allow").redirected(t, jatRedirect, true)
+	tok := v.Get("access_token")
+	claims := e.verifyAccess(tok)
+	if claims.Subject != "acme/alice" || claims.ClientID != c.ID || claims.Scope != "read" || claims.Tenant != "acme" {
+		t.Fatalf("implicit claims %+v", claims)
+	}
+	e.wantValid(tok, "acme/alice")
+	e.revoke(c, tok)
+	e.wantRefused("a revoked implicit JWT", tok)
+}
