@@ -76,9 +76,13 @@
 //
 // # Consistency: read leases and a visibility barrier
 //
-// The guarantee: once Apply has returned for a write, every node that
-// answers reads (ReadReady()==nil) reflects it. Reads never leave the node.
-// hashicorp/raft alone does not give this (followers apply later), so:
+// The guarantee: reads and writes of tokens are linearizable, reads that
+// overlap writes included. Once Apply has returned for a write, every node
+// that answers reads (ReadReady()==nil) reflects it; and a read that
+// reflects a write not yet acknowledged is answered only once every such
+// node reflects it, so no later read anywhere misses it. Reads of tokens
+// without a write in flight never leave the node. hashicorp/raft alone
+// does not give this (followers apply later), so:
 //
 //  1. A follower may serve reads only while it holds a read lease. Its
 //     lease loop sends a lease RPC {id, applied, term} to the leader
@@ -89,6 +93,7 @@
 //     from the moment it sent the request, minus a margin (holderMargin);
 //     the leader counts it from when it answered. So the holder always
 //     stops first.
+//
 //  2. The leader acknowledges a write at index i (its own Apply or a
 //     forwarded one) only when every node with an unexpired lease (leader's
 //     view) has reported applied >= i, and then raises the floor to i. A
@@ -108,6 +113,7 @@
 //     or below every valid holder's applied index, a holder stops before
 //     the leader's view of its lease, over thousands of random
 //     interleavings with drifting clocks and delayed reports).
+//
 //  3. A new leader acknowledges no write until officeWait = leaseLength +
 //     leaderLeaseTimeout + 2*holderMargin after taking office. An old
 //     leader L1 grants leases only while raft says it leads; cut off from
@@ -118,6 +124,7 @@
 //     before the new leader's first acknowledgement. Leases of the new
 //     leader go only to nodes that applied its barrier, which holds
 //     everything acknowledged before.
+//
 //  4. The leader serves reads once its barrier is applied, while raft
 //     reports it as leader of that term, and only within leaderReadWindow
 //     (a fraction of officeWait) of the start of its last successful quorum
@@ -135,22 +142,98 @@
 //     lease or a confirmed leadership, ReadReady returns an
 //     *UnavailableError.
 //
+//  5. A node applies entry i before the leader acknowledges it, so a read
+//     here could show i while a lease holder that has not applied i yet
+//     still answers without it. Hence every node keeps a visibility floor
+//     (visible.go): an index that every node allowed to serve reads has
+//     applied. The leader's is its lease table's floor, counted only once
+//     its office wait is over and its barrier applied (publishedFloor); a
+//     follower takes the floor in every lease answer (opLeaseFloor); a
+//     node keeps the highest it has heard of. The state machine remembers,
+//     per token key, the index of its latest change while that index is
+//     above the floor (fsm/recent.go), recording it before the change is
+//     visible to readers. A read looks the token up, then asks for that
+//     index (fsm.InFlight) and, if there is one, waits until the floor
+//     reaches it: the leader waits as a write at that index would
+//     (leaseTable.await), a follower asks the leader at once (a lease
+//     request carrying the index; the leader answers when its floor is
+//     there, or after floorWaitMax, and the follower asks again). The wait
+//     is bounded (readVisibleWait, the longest a write waits for a stuck
+//     holder; then 503 with Retry-After).
+//
+//     Why "index <= floor" means "every node serving reads has applied
+//     it", across terms. Take a floor F published by the leader L of term
+//     T at time t. Every index up to F was acknowledged by L or is its
+//     barrier, so it is committed. (a) L itself applied it. (b) Holders of
+//     L's leases: a lease is granted only at or above the floor and the
+//     floor is raised only to indexes every valid holder has applied
+//     (points 1 and 2), and applied indexes only grow. (c) Holders of
+//     leases from leaders of earlier terms, and an earlier leader itself:
+//     t is after L's office wait, so by point 3 all of them stopped
+//     serving before t (that is why the barrier, set as the floor when the
+//     term begins, is not published before then: an earlier leader's
+//     holder may lack it). (d) Leaders of later terms and their holders:
+//     a later leader serves only after applying its barrier, which lies
+//     above every index committed when it took office, F included, and
+//     leases only to nodes that applied that barrier. A restarted node
+//     serves nothing until it holds a lease again, granted at or above the
+//     current floor. So F stays true from t on, whichever leader the
+//     follower heard it from, and a node may keep the maximum.
+//
+//     Why the read is then linearizable. A read checks ReadReady's
+//     condition once more after its lookup, against the lease end (or the
+//     end of the leader's read window) it saw before the lookup
+//     (BeginRead's fence, FinishRead): the lookup happened while this node
+//     was allowed to serve, so it reflected every write acknowledged
+//     before it. If the token it read has no change above the floor, the
+//     lookup itself is the read's linearization point: everything it saw
+//     was visible everywhere by then. If it had one at index i, the read
+//     waits until the floor reaches i and is linearized at that moment,
+//     which lies inside its interval; a later change of the same token is
+//     above i, so is at or after that moment in floor order. The write i
+//     takes effect, for every reader, no later than that moment and no
+//     earlier than its own apply. A pause anywhere between the checks is
+//     harmless: the second one fails (503) if the lease ran out meanwhile,
+//     and the wait does not need the lease.
+//
+//     What is recorded: every change of a token key in the index (issue,
+//     redeem, rotate, the tokens a revocation, reuse detection, a client's
+//     or user's deletion or revocation removes) and a restored snapshot
+//     (covers every key). Purges are not: they drop only tokens already
+//     expired by the proposer's clock, and expiry is judged by each
+//     reader's clock (the assumption below). Client and user records are
+//     not tracked: this covers token state, which is what /validate and
+//     /introspect answer.
+//
+//     Mixed versions: a leader of the previous release answers opLeaseFloor
+//     as an unknown operation; its followers then report with opLease and
+//     serve reads as that release did (acknowledged writes linearizable,
+//     in-flight ones not), rechecking every legacyRecheck. A follower of
+//     the previous release never asks, and a new leader still waits for
+//     its apply reports before publishing, so new nodes keep the full
+//     guarantee.
+//
 // Assumptions: clock *rates* differ by less than the margin (holderMargin
 // of leaseLength; clocks need not be synchronized: every duration is
 // measured locally with the monotonic clock, which keeps running while a
 // process is stopped); a holder's reports arrive in order (its lease loop
-// has one request in flight). A pause between the readiness check and the
-// answer of one request is not covered: that is inherent to serving reads
-// locally. What it does not give: a write still in flight may be visible on
-// one node and not yet on another, so concurrent reads of an unacknowledged
-// write are not linearizable; acknowledged ones are. A follower forwarding
-// a write also waits (bounded) until it applied the result locally.
+// has one request in flight); token expiry is judged by the reading
+// node's wall clock, so near an expiry two nodes with skewed clocks may
+// disagree, as any reader with a clock would. A follower forwarding a
+// write also waits (bounded) until it applied the result locally.
 //
 // Cost: a write waits for the slowest lease holder's apply report, about
 // one extra round trip (commitTimeout is short, so followers learn the
 // commit index quickly); under load one report releases every write it
 // covers; after a leader change writes pause for officeWait
-// while reads continue on nodes whose leases are still valid.
+// while reads continue on nodes whose leases are still valid. A read pays
+// two atomic loads and one clock read more than before; only a read of a
+// token with a write in flight (from its apply to the next floor rise,
+// about one round trip) waits, for about one round trip: on the leader
+// the holders' next apply reports, on a follower one lease request. Reads
+// of every other token stay purely local. Memory: nothing per token; the
+// in-flight record holds a key and an index per change until the floor
+// passes it, at most 65536 keys (beyond that one index covers all keys).
 //
 // Timing: every duration above is a constant in config.go, which owns the
 // values: heartbeatTimeout, electionTimeout and leaderLeaseTimeout are
