@@ -293,6 +293,12 @@ func runLeaseSim(t *testing.T, seed uint64) {
 		if acked > f {
 			t.Fatalf("seed %d %s: acknowledged %d above the floor %d", seed, what, acked, f)
 		}
+		// The floor a leader publishes (visible.go): none during the
+		// office wait, the floor after it; so every serving holder below
+		// has applied it.
+		if pf := tb.publishedFloor(now); pf > f || (now < writesAt && pf != 0) || (now >= writesAt && pf != f) {
+			t.Fatalf("seed %d %s at %d: published floor %d (floor %d, writes from %d)", seed, what, now, pf, f, writesAt)
+		}
 		for _, h := range holders {
 			if !h.lease.valid(h.clock(now)) {
 				continue
