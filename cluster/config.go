@@ -75,7 +75,10 @@ type TLSFiles struct {
 func (f TLSFiles) set() bool { return f.CertFile != "" || f.KeyFile != "" || f.CAFile != "" }
 
 // Timing. Raft's timeouts are generous enough that a -race build on two
-// busy cores does not flap.
+// busy cores does not flap. The fault-injection harness shortens Raft's
+// four (testhooks.go, raftTiming; its leader lease never exceeds
+// leaderLeaseTimeout, which officeWait counts);
+// the lease constants are never overridden.
 //
 // commitTimeout: a follower learns that an entry committed only from the
 // leader's next AppendEntries, which raft sends when new entries arrive or
