@@ -9,7 +9,11 @@
 // and visible wherever reads are served. Reads (validate, introspect, client
 // and user lookups) come straight from the local fsm, but only while the
 // Replicator says this node may serve them; otherwise the answer is 503 with
-// Retry-After, never a stale one.
+// Retry-After, never a stale one. A token read (validate, introspect) asks
+// twice: BeginRead before the lookup, FinishRead after it with the fsm's
+// index of a write to that token still in flight, if any, so an answer
+// that reflects an unacknowledged write waits until every node serving
+// reads has applied it (package cluster's doc, "Consistency").
 //
 // # The hot paths
 //
@@ -25,6 +29,6 @@
 // to invalidate on rotation. User passwords are the only argon2id on a
 // request path (the password grant and the login page).
 //
-// The package does not know how consensus works: it declares the two
+// The package does not know how consensus works: it declares the
 // methods it needs (Replicator) and cmd/tokend wires the cluster in.
 package httpapi
