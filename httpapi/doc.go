@@ -29,6 +29,19 @@
 // to invalidate on rotation. User passwords are the only argon2id on a
 // request path (the password grant and the login page).
 //
+// # OpenID Connect
+//
+// With a Signer (the cluster's replicated key set, package keys) the
+// server is an OpenID provider (oidcauthz.go, idtoken.go, sso.go,
+// userinfo.go, metadata.go, jwks.go, endsession.go). Everything an ID
+// token says comes from the grant, which travels through Raft with its
+// nonce and auth_time, so any node signs it. ID tokens are never indexed,
+// so no endpoint takes one for an access token. The single sign-on
+// session is replicated as the hash of its cookie only, like every other
+// secret, and so is consent memory (plain data): an OpenID sign-in started
+// on one node continues on any other. Without a Signer none of it is
+// served or advertised, and an openid request is refused as invalid_scope.
+//
 // The package does not know how consensus works: it declares the
 // methods it needs (Replicator) and cmd/tokend wires the cluster in.
 package httpapi

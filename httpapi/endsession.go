@@ -44,9 +44,9 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 		}
 		params = url.Values(f)
 	}
-	c, err := s.logoutClient(params)
-	if err != nil {
-		s.errorPage(w, r, http.StatusBadRequest, "Invalid sign-out request", err.Error())
+	c, problem := s.logoutClient(params)
+	if problem != "" {
+		s.errorPage(w, r, http.StatusBadRequest, "Invalid sign-out request", problem)
 		return
 	}
 	target := params.Get("post_logout_redirect_uri")
@@ -90,39 +90,39 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(status)
 }
 
-// logoutClient returns the client a logout request names, nil when none.
-func (s *Server) logoutClient(params url.Values) (*fsm.Client, error) {
+// logoutClient returns the client a logout request names (nil when none),
+// or what is wrong with the request, for the error page.
+func (s *Server) logoutClient(params url.Values) (*fsm.Client, string) {
 	id := params.Get("client_id")
 	if hint := params.Get("id_token_hint"); hint != "" {
-		aud, err := s.checkIDTokenHint(hint)
-		if err != nil {
-			return nil, err
-		}
-		if id != "" && id != aud {
-			return nil, errors.New("client_id does not match the ID token hint.")
+		aud, ok := s.checkIDTokenHint(hint)
+		switch {
+		case !ok:
+			return nil, "The application's ID token hint is not valid."
+		case id != "" && id != aud:
+			return nil, "The application's client_id does not match its ID token hint."
 		}
 		id = aud
 	}
 	if id == "" {
-		return nil, nil
+		return nil, ""
 	}
 	c, ok := s.fsm.Client(id)
 	if !ok {
-		return nil, errors.New("The application that sent you here is not registered with this server.")
+		return nil, "The application that sent you here is not registered with this server."
 	}
-	return c, nil
+	return c, ""
 }
 
 // checkIDTokenHint verifies an ID token this server signed, whatever its
 // expiry, and returns its audience (the client).
-func (s *Server) checkIDTokenHint(hint string) (string, error) {
-	bad := errors.New("The application's ID token hint is not valid.")
+func (s *Server) checkIDTokenHint(hint string) (string, bool) {
 	if s.cfg.Signer == nil || len(hint) > maxIDTokenHint {
-		return "", bad
+		return "", false
 	}
 	payload, err := s.cfg.Signer.Verify(hint, "JWT")
 	if err != nil {
-		return "", bad
+		return "", false
 	}
 	var c struct {
 		Issuer   string          `json:"iss"`
@@ -130,20 +130,20 @@ func (s *Server) checkIDTokenHint(hint string) (string, error) {
 		AZP      string          `json:"azp"`
 	}
 	if json.Unmarshal(payload, &c) != nil || c.Issuer != s.cfg.Issuer {
-		return "", bad
-	}
-	var aud string
-	if json.Unmarshal(c.Audience, &aud) != nil {
-		var auds []string
-		if json.Unmarshal(c.Audience, &auds) != nil || len(auds) == 0 {
-			return "", bad
-		}
-		aud = auds[0]
+		return "", false
 	}
 	if c.AZP != "" {
-		aud = c.AZP
+		return c.AZP, true
 	}
-	return aud, nil
+	var aud string
+	if json.Unmarshal(c.Audience, &aud) == nil && aud != "" {
+		return aud, true
+	}
+	var auds []string
+	if json.Unmarshal(c.Audience, &auds) != nil || len(auds) != 1 {
+		return "", false
+	}
+	return auds[0], true
 }
 
 // endSSO ends the browser's sign-in session, if it has one, and clears the

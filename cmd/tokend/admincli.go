@@ -132,37 +132,14 @@ func (o *adminOpts) request(group, verb string, fs *flag.FlagSet) (method, path 
 			return http.MethodDelete, p, nil, nil
 		}
 		return http.MethodPost, p + "/secret", nil, nil
-	case "user create":
-		if o.password == "" {
-			return "", "", nil, errors.New("--password (or TOKEND_PASSWORD) is required")
-		}
-		body := map[string]any{"tenant": o.tenant, "username": o.username, "password": o.password}
-		o.addUserClaims(fs, body)
-		return http.MethodPost, "/admin/users", body, nil
-	case "user delete", "user set-password", "user update":
-		a, err := arg()
-		if err != nil {
-			return "", "", nil, err
-		}
-		p, err := userPath(a)
-		if err != nil {
-			return "", "", nil, err
-		}
-		switch verb {
-		case "delete":
-			return http.MethodDelete, p, nil, nil
-		case "update": // claims, and a password when given
-			body := map[string]any{}
-			if o.password != "" {
-				body["password"] = o.password
+	case "user create", "user delete", "user set-password", "user update":
+		return o.userRequest(verb, fs, func() (string, error) { // userclaims.go
+			a, err := arg()
+			if err != nil {
+				return "", err
 			}
-			o.addUserClaims(fs, body)
-			return http.MethodPut, p, body, nil
-		}
-		if o.password == "" {
-			return "", "", nil, errors.New("--password (or TOKEND_PASSWORD) is required")
-		}
-		return http.MethodPut, p, map[string]string{"password": o.password}, nil
+			return userPath(a)
+		})
 	case "revoke ":
 		switch {
 		case o.client != "" && o.user == "":

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"flag"
+	"net/http"
 	"strconv"
 )
 
@@ -40,4 +42,37 @@ func (o *adminOpts) addUserClaims(fs *flag.FlagSet, body map[string]any) {
 		}
 		body[field] = f.Value.String()
 	})
+}
+
+// userRequest maps tokend user VERB to its admin API call; target returns
+// the user's admin path from the command's one argument.
+func (o *adminOpts) userRequest(verb string, fs *flag.FlagSet, target func() (string, error)) (method, path string, body any, err error) {
+	needPassword := errors.New("--password (or TOKEND_PASSWORD) is required")
+	if verb == "create" {
+		if o.password == "" {
+			return "", "", nil, needPassword
+		}
+		b := map[string]any{"tenant": o.tenant, "username": o.username, "password": o.password}
+		o.addUserClaims(fs, b)
+		return http.MethodPost, "/admin/users", b, nil
+	}
+	p, err := target()
+	if err != nil {
+		return "", "", nil, err
+	}
+	switch verb {
+	case "delete":
+		return http.MethodDelete, p, nil, nil
+	case "update": // claims, and a password when given
+		b := map[string]any{}
+		if o.password != "" {
+			b["password"] = o.password
+		}
+		o.addUserClaims(fs, b)
+		return http.MethodPut, p, b, nil
+	}
+	if o.password == "" {
+		return "", "", nil, needPassword
+	}
+	return http.MethodPut, p, map[string]string{"password": o.password}, nil
 }
