@@ -89,7 +89,7 @@ func (rp *oidcRP) redeem(ctx context.Context, p *proc, code, nonce string) (*oau
 }
 
 func TestClusterOpenIDConnectGoOIDC(t *testing.T) {
-	c := newTestCluster(t, 3)
+	c := newTestClusterWith(t, 3, func(_ *proc, base []string) []string { return append(base, "--id-token-ttl", "7m") })
 	n1, n2, n3 := c.procs[0], c.procs[1], c.procs[2]
 	admin := map[string]string{"Authorization": "Bearer " + c.admin}
 	code, body, _, err := do(http.MethodPost, n1.url()+"/admin/clients", "application/json",
@@ -128,6 +128,9 @@ func TestClusterOpenIDConnectGoOIDC(t *testing.T) {
 	tok, idt, raw := rp.redeem(ctx, n3, rp.code(resp, page, "nonce-1"), "nonce-1")
 	if err := idt.VerifyAccessToken(tok.AccessToken); err != nil {
 		t.Errorf("at_hash: %v", err)
+	}
+	if life := idt.Expiry.Sub(idt.IssuedAt); life != 7*time.Minute {
+		t.Errorf("ID token lifetime %v, want --id-token-ttl 7m", life)
 	}
 	info, err := provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))
 	if err != nil || info.Email != "alice@example.com" || !info.EmailVerified || info.Subject != idt.Subject {

@@ -40,6 +40,7 @@ type serveConfig struct {
 	adminToken, adminTokenFile     string
 	internalTLS                    cluster.TLSFiles
 	accessTTL, refreshTTL, codeTTL time.Duration
+	idTokenTTL                     time.Duration // 0: accessTTL
 	refreshGrace                   time.Duration
 	deadServerGrace                time.Duration
 	purgeInterval                  time.Duration
@@ -102,6 +103,7 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	fs.DurationVar(&c.accessTTL, "access-token-ttl", 30*time.Minute, "access token lifetime")
 	fs.DurationVar(&c.refreshTTL, "refresh-token-ttl", 12*time.Hour, "refresh token lifetime")
 	fs.DurationVar(&c.codeTTL, "code-ttl", 60*time.Second, "authorization code lifetime")
+	fs.DurationVar(&c.idTokenTTL, "id-token-ttl", 0, "OpenID Connect ID token lifetime (default: --access-token-ttl)")
 	fs.DurationVar(&c.refreshGrace, "refresh-grace", 5*time.Second, "how long a just-rotated refresh token may be retried without counting as reuse")
 	fs.DurationVar(&c.deadServerGrace, "dead-server-grace", 10*time.Minute, "remove a member that has been dead this long (never below quorum)")
 	fs.DurationVar(&c.purgeInterval, "purge-interval", time.Minute, "how often the leader purges expired tokens")
@@ -187,6 +189,9 @@ func (c *serveConfig) check() error {
 		if d <= 0 {
 			return fmt.Errorf("--%s must be positive", name)
 		}
+	}
+	if c.idTokenTTL < 0 {
+		return errors.New("--id-token-ttl must not be negative")
 	}
 	return nil
 }
@@ -504,6 +509,7 @@ func (c *serveConfig) newAPI(state *fsm.FSM, node *cluster.Node, separateAdmin b
 		AccessTTL:     c.accessTTL,
 		RefreshTTL:    c.refreshTTL,
 		CodeTTL:       c.codeTTL,
+		IDTokenTTL:    c.idTokenTTL,
 		RefreshGrace:  c.refreshGrace,
 		Signer:        c.signingKeys,
 		Keys:          c.signingKeys,

@@ -84,5 +84,6 @@ func (c *serveConfig) newSigningKeys(key []byte, acceptKeys [][]byte, state *fsm
 }
 
 // signedLifetime is the longest lifetime of anything tokend signs: JWT
-// access tokens live --access-token-ttl, and so do ID tokens.
-func (c *serveConfig) signedLifetime() time.Duration { return c.accessTTL }
+// access tokens live --access-token-ttl, ID tokens --id-token-ttl (by
+// default the same).
+func (c *serveConfig) signedLifetime() time.Duration { return max(c.accessTTL, c.idTokenTTL) }
