@@ -231,7 +231,10 @@
 // token with a write in flight (from its apply to the next floor rise,
 // about one round trip) waits, for about one round trip: on the leader
 // the holders' next apply reports, on a follower one lease request. Reads
-// of every other token stay purely local. Memory: nothing per token; the
+// of every other token stay purely local. Right after a leader change (or
+// a restart, whose restored snapshot and replayed log count as in flight)
+// reads of tokens changed above the floor the new leader knew wait for its
+// office wait, as writes do. Memory: nothing per token; the
 // in-flight record holds a key and an index per change until the floor
 // passes it, at most 65536 keys (beyond that one index covers all keys).
 //
