@@ -169,14 +169,15 @@ func (s *Server) idTokenForCode(ctx context.Context, c *fsm.Client, code string,
 
 // idTokenAfter signs the ID token of an applied code redemption or
 // refresh from the grant behind the new access token; withNonce is false
-// for a refresh. It does nothing when scope has no openid or the ID token
-// is already signed.
+// for a refresh. It does nothing when scope has no openid, the ID token is
+// already signed, or the grant is no OpenID sign-in (a password grant of a
+// client that registered openid as a plain scope has no auth_time).
 func (s *Server) idTokenAfter(ctx context.Context, t *issued, scope string, withNonce bool) error {
 	if s.cfg.Signer == nil || t.idToken != "" || !scopeHas(scope, "openid") {
 		return nil
 	}
 	tok, ok := s.fsm.Lookup(t.accessSpec.Hash, s.now().UnixNano())
-	if !ok || tok.Username == "" {
+	if !ok || tok.Username == "" || tok.AuthTime == 0 {
 		return nil
 	}
 	sub := subjectOfToken(tok, withNonce)

@@ -479,3 +479,54 @@ func TestAdminUserClaimsAndPostLogoutURIs(t *testing.T) {
 		t.Errorf("javascript: post-logout URI registered: %d", resp.StatusCode)
 	}
 }
+
+func TestOIDCUserinfoRequests(t *testing.T) {
+	e := newAZEnv(t, nil, withKeys(t, nil, nil))
+	// A client that registered openid may use it on the password grant
+	// too; its tokens then reach /userinfo.
+	app := e.client("Svc", []string{"https://svc.example/cb"}, []string{"password", "refresh_token"}, []string{"openid", "profile"}, false)
+	e.oiUser("default", "bob", "pw", map[string]any{"name": "Bob"})
+	tok, err := e.oauth2Config(app, "openid", "profile").PasswordCredentialsToken(e.ctx(), "bob", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(method, auth, contentType, body string) (int, string, string) {
+		req, _ := http.NewRequest(method, e.srv.URL+"/userinfo", strings.NewReader(body))
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		if contentType != "" {
+			req.Header.Set("Content-Type", contentType)
+		}
+		p := azDo(t, e.srv.Client(), req)
+		return p.status, p.header.Get("WWW-Authenticate"), p.body
+	}
+	// That is no OpenID sign-in: no ID token, on refresh neither.
+	ref, err := e.oauth2Config(app).TokenSource(e.ctx(), &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
+	if err != nil || tok.Extra("id_token") != nil || ref.Extra("id_token") != nil {
+		t.Fatalf("password grant with openid: id_token %v, on refresh %v (%v)", tok.Extra("id_token"), ref.Extra("id_token"), err)
+	}
+	form := "application/x-www-form-urlencoded"
+	for _, c := range []struct {
+		method, auth, contentType, body string
+		status                          int
+		want                            string
+	}{
+		{http.MethodGet, "Bearer " + tok.AccessToken, "", "", http.StatusOK, `"name":"Bob"`},
+		{http.MethodPost, "", form, "access_token=" + url.QueryEscape(tok.AccessToken), http.StatusOK, `"sub":"default/bob"`},
+		{http.MethodGet, "", "", "", http.StatusUnauthorized, `Bearer realm="tokend"`},
+		{http.MethodPost, "", "", "", http.StatusUnauthorized, `Bearer realm="tokend"`},
+		{http.MethodGet, "Basic Ym9iOnB3", "", "", http.StatusUnauthorized, `Bearer realm="tokend"`},
+		{http.MethodGet, "Bearer tkda-unknown", "", "", http.StatusUnauthorized, `error="invalid_token"`},
+	} {
+		status, challenge, body := call(c.method, c.auth, c.contentType, c.body)
+		if status != c.status || !strings.Contains(challenge+body, c.want) {
+			t.Errorf("%s %q %q: %d %q %s, want %d with %s", c.method, c.auth, c.body, status, challenge, body, c.status, c.want)
+		}
+	}
+	// The user is deleted: the token is revoked with the grant.
+	e.admin(http.MethodDelete, "/admin/users/default/bob", nil).Body.Close()
+	if status, challenge, _ := call(http.MethodGet, "Bearer "+tok.AccessToken, "", ""); status != http.StatusUnauthorized || !strings.Contains(challenge, "invalid_token") {
+		t.Errorf("after the user is deleted: %d %q", status, challenge)
+	}
+}

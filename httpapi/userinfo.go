@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"strings"
 
 	"github.com/tokend/tokend/fsm"
 )
@@ -25,7 +26,8 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	raw, ok := bearerValue(r.Header.Get("Authorization"))
-	if !ok && r.Method == http.MethodPost && r.Header.Get("Authorization") == "" {
+	if !ok && r.Method == http.MethodPost && r.Header.Get("Authorization") == "" &&
+		strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 		f, err := parseForm(w, r)
 		if err != nil {
 			s.writeError(w, r, err)
