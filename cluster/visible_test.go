@@ -216,3 +216,62 @@ func TestFollowerReadOfWriteInFlightWaits(t *testing.T) {
 		t.Fatalf("an untouched token is in flight at %d", got)
 	}
 }
+
+// TestSingleNodeReads: a lone node's floor follows its acknowledgements,
+// so a read right after a write is local and allocates nothing, and a
+// restart (restored state counts as in flight) does not hold reads back
+// once the node leads again.
+func TestSingleNodeReads(t *testing.T) {
+	dir := t.TempDir()
+	cfg := newTestCfg(t, "n1", dir, nil)
+	cfg.SnapshotThreshold = 4
+	n := startTestNode(t, cfg)
+	if err := n.WaitReady(ctxT(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	mustApply(t, n.Node, putClientCmd("c1"))
+	var toks []string
+	for range 10 {
+		tok := token()
+		res := mustApply(t, n.Node, issueCmd("c1", tok))
+		if n.VisibleFloor() < res.Index || cfg.FSM.InFlight(fsm.HashOf(tok)) != 0 {
+			t.Fatalf("acknowledged %d, floor %d, in flight at %d", res.Index, n.VisibleFloor(), cfg.FSM.InFlight(fsm.HashOf(tok)))
+		}
+		toks = append(toks, tok)
+	}
+	h := fsm.HashOf(toks[0])
+	ctx := context.Background()
+	allocs := testing.AllocsPerRun(100, func() {
+		fence, err := n.BeginRead()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.FSM.Lookup(h, time.Now().UnixNano())
+		if err := n.FinishRead(ctx, fence, cfg.FSM.InFlight(h)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per read without a write in flight", allocs)
+	}
+	if err := n.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	n.stop(t)
+
+	cfg.FSM = fsm.New()
+	n = startTestNode(t, cfg)
+	if err := n.WaitReady(ctxT(t, 30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	fence, err := n.BeginRead()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !valid(cfg.FSM, toks[9]) {
+		t.Fatal("token lost over the restart")
+	}
+	if err := n.FinishRead(ctxT(t, 10*time.Second), fence, cfg.FSM.InFlight(fsm.HashOf(toks[9]))); err != nil {
+		t.Fatalf("read after restart: %v", err)
+	}
+}
