@@ -27,6 +27,10 @@ type metrics struct {
 	// office wait of a new leader plus waiting for lease holders.
 	visibility prometheus.Histogram
 	forwarded  *prometheus.CounterVec
+	// readWait is how long reads of a token with a write in flight waited
+	// for the visibility floor (visible.go), by result (ok, error).
+	readWait    *prometheus.HistogramVec
+	readWaitObs [2]prometheus.Observer
 	// fwdBatch is how many forwarded writes one batch RPC carried.
 	fwdBatch prometheus.Histogram
 
@@ -59,7 +63,7 @@ func newMetrics(n *Node) *metrics {
 	m.newLeaseMetrics()
 	m.newSnapshotMetrics()
 	m.collectors = append([]prometheus.Collector{
-		m.apply, m.batchSizes, m.visibility, m.forwarded, m.fwdBatch,
+		m.apply, m.batchSizes, m.visibility, m.forwarded, m.fwdBatch, m.readWait,
 		m.leaseGrants, m.leaseRefusals, m.leaseRenewFailures, m.leaseExpiries,
 		m.becameLeader, m.snapCapture, m.snapPersist, m.snapSize,
 	}, nodeCollectors(n)...)
@@ -87,6 +91,12 @@ func (m *metrics) newApplyMetrics() {
 		Help:    "On the leader: time a committed write waited before acknowledgement for every read-lease holder to apply it (and, in a new term, for earlier leases to run out).",
 		Buckets: []float64{.0001, .00025, .0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
 	})
+	m.readWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "tokend_cluster_read_visibility_wait_seconds",
+		Help:    "Reads of a token with a write in flight: time waited until every node serving reads had applied it, by result (ok; error: gave up, answered 503). Reads of other tokens do not wait and are not counted.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5},
+	}, []string{"result"})
+	m.readWaitObs = [2]prometheus.Observer{m.readWait.WithLabelValues("ok"), m.readWait.WithLabelValues("error")}
 	m.forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokend_cluster_forwarded_writes_total",
 		Help: "Writes this node forwarded to the leader, by result: ok; retried (not proposed, tried again); failed (outcome unknown, returned to the caller).",
@@ -184,6 +194,8 @@ func nodeCollectors(n *Node) []prometheus.Collector {
 		gauge("tokend_raft_term", "Current Raft term.", func() float64 { return float64(n.raft.CurrentTerm()) }),
 		gauge("tokend_raft_commit_index", "Raft commit index.", func() float64 { return float64(n.raft.CommitIndex()) }),
 		gauge("tokend_raft_applied_index", "Highest log index applied to the local state machine.", func() float64 { return float64(n.applied.Load()) }),
+		gauge("tokend_cluster_visibility_floor", "Highest log index this node knows every node serving reads has applied (visible.go).", func() float64 { return float64(n.vis.floor.Load()) }),
+		gauge("tokend_fsm_inflight_keys", "Tokens with a change above the visibility floor, whose reads wait for it (fsm/recent.go).", func() float64 { return float64(n.fsm.InFlightKeys()) }),
 		gauge("tokend_raft_last_contact_seconds", "Seconds since this node last heard from a leader: 0 on the leader; since the node started when it never has.", func() float64 {
 			if n.raft.State() == raft.Leader {
 				return 0

@@ -125,7 +125,14 @@ func (n *Node) FinishRead(ctx context.Context, fence int64, index uint64) error 
 	if index <= n.vis.floor.Load() {
 		return nil
 	}
-	return n.waitFloor(ctx, index)
+	start := time.Now()
+	err := n.waitFloor(ctx, index)
+	if err != nil {
+		n.metrics.readWaitObs[1].Observe(time.Since(start).Seconds())
+	} else {
+		n.metrics.readWaitObs[0].Observe(time.Since(start).Seconds())
+	}
+	return err
 }
 
 // waitFloor waits until this node's floor reaches index.
