@@ -186,3 +186,46 @@ func (r *linRecorder) ownerCreds(tok string) (id, secret string) {
 	}
 	return r.clientID, r.sec
 }
+
+// TestAdminCLIAccessTokenFormat: tokend client create/update/get carry
+// --access-token-format; update without it makes the client opaque again
+// (update replaces the registration), and an unknown format is refused.
+func TestAdminCLIAccessTokenFormat(t *testing.T) {
+	p := startNode(t, "cli-jwt", "--admin-token", testAdminToken)
+	c := &testCluster{t: t, admin: testAdminToken, procs: []*proc{p}}
+	c.waitReady(p)
+	tokend := func(args ...string) (map[string]any, error) {
+		var out strings.Builder
+		args = append(args, "--addr", p.url(), "--admin-token", testAdminToken)
+		if err := run(withTimeout(t), args, &out, &out); err != nil {
+			return nil, fmt.Errorf("tokend %s: %w\n%s", strings.Join(args, " "), err, out.String())
+		}
+		var v map[string]any
+		if err := json.Unmarshal([]byte(out.String()), &v); err != nil {
+			return nil, fmt.Errorf("tokend %s: not JSON: %s", args[0], out.String())
+		}
+		return v, nil
+	}
+	created, err := tokend("client", "create", "--name", "jwt", "--grant", "client_credentials", "--access-token-format", "jwt")
+	if err != nil || created["access_token_format"] != "jwt" {
+		t.Fatalf("client create: %v %v", created, err)
+	}
+	id, secret := created["client_id"].(string), created["client_secret"].(string)
+	tok, _, err := issue(p, id, secret)
+	if err != nil || !isJWT(tok) {
+		t.Fatalf("a jwt client's token %q (%v)", tok, err)
+	}
+	if got, err := tokend("client", "get", id); err != nil || got["access_token_format"] != "jwt" {
+		t.Fatalf("client get: %v %v", got, err)
+	}
+	if got, err := tokend("client", "update", id, "--name", "jwt", "--grant", "client_credentials"); err != nil || got["access_token_format"] != "opaque" {
+		t.Fatalf("client update without the flag: %v %v", got, err)
+	}
+	if tok, _, err = issue(p, id, secret); err != nil || isJWT(tok) {
+		t.Fatalf("an opaque client's token %q (%v)", tok, err)
+	}
+	if _, err := tokend("client", "create", "--name", "x", "--grant", "client_credentials", "--access-token-format", "paseto"); err == nil ||
+		!strings.Contains(err.Error(), "access_token_format") {
+		t.Fatalf("an unknown format: %v", err)
+	}
+}
