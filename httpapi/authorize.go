@@ -161,7 +161,7 @@ func (s *Server) checkAuthRequest(params url.Values, c *fsm.Client, req *authReq
 	}
 
 	challenge, method := params.Get("code_challenge"), params.Get("code_challenge_method")
-	if req.responseType == "code" {
+	if req.usesCode() {
 		switch {
 		case challenge == "" && method != "":
 			return &authzError{"invalid_request", "code_challenge_method without code_challenge"}
@@ -316,13 +316,11 @@ func (s *Server) authorizeConsent(w http.ResponseWriter, r *http.Request) {
 // an access token with an ID token.
 func (s *Server) issueAuthorization(w http.ResponseWriter, r *http.Request, c *fsm.Client, req authRequest, u signedIn) {
 	// The registration may have changed while the user was deciding.
-	grant := "authorization_code"
-	if req.fragment() {
-		grant = "implicit"
-	}
-	if !c.HasGrant(grant) {
-		s.redirectError(w, r, req, "unauthorized_client", "the client is no longer registered for the "+grant+" grant")
-		return
+	for _, grant := range req.grants() {
+		if !c.HasGrant(grant) {
+			s.redirectError(w, r, req, "unauthorized_client", "the client is no longer registered for the "+grant+" grant")
+			return
+		}
 	}
 	scope, err := s.authScope(c, req.scope)
 	if err != nil {
@@ -357,17 +355,15 @@ func (s *Server) issueAuthorization(w http.ResponseWriter, r *http.Request, c *f
 // with its hashes. Everything is signed before the grant is written.
 func (s *Server) authorizationParams(ctx context.Context, c *fsm.Client, req authRequest, u signedIn, cmd *fsm.IssueGrant) (url.Values, error) {
 	params := url.Values{}
-	if req.responseType == "code" {
+	var access, code string
+	if req.usesCode() {
 		now := s.now()
-		code := newSecret(prefixCode)
+		code = newSecret(prefixCode)
 		cmd.IssuedAt = now.UnixNano()
 		cmd.Code = fsm.TokenSpec{Hash: fsm.HashOf(code), ExpiresAt: now.Add(s.cfg.CodeTTL).UnixNano()}
 		cmd.RedirectURI, cmd.CodeChallenge = req.redirectURI, req.challenge
 		params.Set("code", code)
-		return params, nil
-	}
-	var access string
-	if req.responseType != "id_token" {
+	} else if req.responseType != "id_token" {
 		t, err := s.mintFor(ctx, c, holder{tenant: u.tenant, username: u.username, scope: cmd.Scope, authTime: cmd.AuthTime}, false)
 		if err != nil {
 			return nil, err
@@ -378,10 +374,11 @@ func (s *Server) authorizationParams(ctx context.Context, c *fsm.Client, req aut
 		params.Set("expires_in", strconv.FormatInt(int64(s.cfg.AccessTTL/time.Second), 10))
 		params.Set("scope", cmd.Scope)
 	}
-	if strings.HasPrefix(req.responseType, "id_token") {
+	if strings.Contains(req.responseType, "id_token") {
 		sub := idSubject{clientID: c.ID, tenant: u.tenant, username: u.username, scope: cmd.Scope,
 			nonce: req.oidc.nonce, authTime: u.authTime}
-		idt, err := s.signIDToken(ctx, sub, access, access == "") // idtoken.go
+		// Profile claims only when no access token will follow (Core §5.4).
+		idt, err := s.signIDToken(ctx, sub, access, code, access == "" && code == "") // idtoken.go
 		if err != nil {
 			return nil, err
 		}

@@ -38,6 +38,7 @@ type idClaims struct {
 	AuthTime int64  `json:"auth_time,omitempty"`
 	Nonce    string `json:"nonce,omitempty"`
 	AtHash   string `json:"at_hash,omitempty"`
+	CHash    string `json:"c_hash,omitempty"`
 	AZP      string `json:"azp"`
 	Tenant   string `json:"tenant_id,omitempty"`
 	*userClaims
@@ -69,10 +70,11 @@ func subjectOfToken(t fsm.Token, withNonce bool) idSubject {
 	return sub
 }
 
-// signIDToken signs an ID token for sub. access, when set, is the access
-// token issued with it (at_hash); withClaims puts the profile and email
-// claims in, for a response that issues no access token.
-func (s *Server) signIDToken(ctx context.Context, sub idSubject, access string, withClaims bool) (string, error) {
+// signIDToken signs an ID token for sub. access and code, when set, are
+// the access token and code issued with it (at_hash, c_hash); withClaims
+// puts the profile and email claims in, for a response after which no
+// access token is issued.
+func (s *Server) signIDToken(ctx context.Context, sub idSubject, access, code string, withClaims bool) (string, error) {
 	if s.cfg.Signer == nil {
 		return "", fmt.Errorf("sign ID token: OpenID Connect is not enabled (no Signer)")
 	}
@@ -85,6 +87,9 @@ func (s *Server) signIDToken(ctx context.Context, sub idSubject, access string, 
 	}
 	if access != "" {
 		c.AtHash = leftHalfHash(s.cfg.Signer.Alg(), access)
+	}
+	if code != "" {
+		c.CHash = leftHalfHash(s.cfg.Signer.Alg(), code)
 	}
 	if withClaims {
 		c.userClaims = s.userClaims(sub.tenant, sub.username, sub.scope)
@@ -159,7 +164,7 @@ func (s *Server) idTokenForCode(ctx context.Context, c *fsm.Client, code string,
 	if !ok || tok.Kind != fsm.KindCode || tok.ClientID != c.ID || tok.Username == "" || !scopeHas(tok.Scope, "openid") {
 		return nil
 	}
-	idt, err := s.signIDToken(ctx, subjectOfToken(tok, true), t.access, false)
+	idt, err := s.signIDToken(ctx, subjectOfToken(tok, true), t.access, "", false)
 	if err != nil {
 		return err
 	}
@@ -182,7 +187,7 @@ func (s *Server) idTokenAfter(ctx context.Context, t *issued, scope string, with
 	}
 	sub := subjectOfToken(tok, withNonce)
 	sub.scope = scope
-	idt, err := s.signIDToken(ctx, sub, t.access, false)
+	idt, err := s.signIDToken(ctx, sub, t.access, "", false)
 	if err != nil {
 		return err
 	}

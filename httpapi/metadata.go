@@ -49,14 +49,14 @@ func (s *Server) metadataDoc(ctx context.Context) map[string]any {
 	if s.cfg.Signer == nil {
 		return doc
 	}
-	doc["response_types_supported"] = []string{"code", "token", "id_token", "id_token token"}
+	doc["response_types_supported"] = []string{"code", "token", "id_token", "id_token token", "code id_token"}
 	doc["jwks_uri"] = iss + jwksPath
 	doc["userinfo_endpoint"] = iss + "/userinfo"
 	doc["end_session_endpoint"] = iss + "/end_session"
 	doc["scopes_supported"] = oidcScopes
 	doc["subject_types_supported"] = []string{"public"}
 	doc["id_token_signing_alg_values_supported"] = s.signingAlgs(ctx)
-	doc["claims_supported"] = []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "azp",
+	doc["claims_supported"] = []string{"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "c_hash", "azp",
 		"tenant_id", "name", "preferred_username", "email", "email_verified"}
 	doc["prompt_values_supported"] = []string{"none", "login", "consent", "select_account"}
 	doc["claims_parameter_supported"] = false

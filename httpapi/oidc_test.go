@@ -411,7 +411,7 @@ func TestOIDCDiscoveryAndJWKS(t *testing.T) {
 		}
 	}
 	for k, want := range map[string]string{"id_token_signing_alg_values_supported": `["ES256"]`, "subject_types_supported": `["public"]`,
-		"response_types_supported": `["code","token","id_token","id_token token"]`, "scopes_supported": `["openid","profile","email"]`} {
+		"response_types_supported": `["code","token","id_token","id_token token","code id_token"]`, "scopes_supported": `["openid","profile","email"]`} {
 		if got := mustJSON(t, oidcMD[k]); got != want {
 			t.Errorf("%s = %s, want %s", k, got, want)
 		}
@@ -528,5 +528,35 @@ func TestOIDCUserinfoRequests(t *testing.T) {
 	e.admin(http.MethodDelete, "/admin/users/default/bob", nil).Body.Close()
 	if status, challenge, _ := call(http.MethodGet, "Bearer "+tok.AccessToken, "", ""); status != http.StatusUnauthorized || !strings.Contains(challenge, "invalid_token") {
 		t.Errorf("after the user is deleted: %d %q", status, challenge)
+	}
+}
+
+func TestOIDCHybridCodeIDToken(t *testing.T) {
+	var km *keys.Manager
+	e := newAZEnv(t, nil, withKeys(t, nil, &km))
+	app := e.client("Hybrid", []string{"https://rp.example/cb"}, []string{"authorization_code", "implicit"}, []string{"read"}, false)
+	codeOnly := e.client("Code only", []string{"https://co.example/cb"}, []string{"authorization_code"}, nil, false)
+	e.oiUser("eneco", "alice", "pw", map[string]any{"name": "Alice"})
+	b := e.browser()
+	e.authorize(b, oiAuthQuery(app, "id_token code", "openid", "s0", "")).wantError(t, app.Redirect, true, "invalid_request", "s0")
+	e.authorize(b, oiAuthQuery(codeOnly, "code id_token", "openid", "s0", "n")).wantError(t, codeOnly.Redirect, true, "unauthorized_client", "s0")
+
+	page := e.login(b, e.authorize(b, oiAuthQuery(app, "id_token code", "openid profile", "s1", "hybrid-nonce")), "alice", "pw")
+	v := e.consent(b, page, "allow").redirected(t, app.Redirect, true)
+	code := v.Get("code")
+	c := oiClaims(t, km, v.Get("id_token"))
+	if code == "" || v.Has("access_token") || c["c_hash"] != oiHalfHash(code) || c["nonce"] != "hybrid-nonce" {
+		t.Fatalf("fragment %v claims %v", v, c)
+	}
+	if _, ok := c["name"]; ok {
+		t.Errorf("profile claims in the front-channel ID token although the code brings an access token: %v", c)
+	}
+	tok, err := e.oauth2Config(app).Exchange(e.ctx(), code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := oiClaims(t, km, tok.Extra("id_token").(string))
+	if c2["nonce"] != "hybrid-nonce" || c2["sub"] != c["sub"] || c2["at_hash"] != oiHalfHash(tok.AccessToken) {
+		t.Errorf("token endpoint ID token %v", c2)
 	}
 }

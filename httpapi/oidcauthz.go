@@ -15,8 +15,9 @@ import (
 //
 // An authorization request whose scope holds "openid" is an OpenID
 // sign-in. On top of the OAuth checks it takes nonce, prompt, max_age and
-// login_hint, and it may use two response types of the implicit flow,
-// "id_token" and "id_token token". The OpenID scopes (openid, profile,
+// login_hint, and it may use the implicit flow's response types
+// "id_token" and "id_token token" and the hybrid "code id_token" (its ID
+// token carries c_hash; the code is redeemed as in the code flow). The OpenID scopes (openid, profile,
 // email) need not be registered: any client registered for the code or
 // implicit grant may ask for them. Without a Signer there is no OpenID
 // Connect at all, and a request for openid is refused as invalid_scope
@@ -86,6 +87,8 @@ func (s *Server) checkResponseType(c *fsm.Client, req *authRequest) (e *authzErr
 	case "id_token":
 	case "id_token token", "token id_token":
 		req.responseType = "id_token token"
+	case "code id_token", "id_token code":
+		req.responseType = "code id_token"
 	default:
 		return nil, false
 	}
@@ -93,8 +96,10 @@ func (s *Server) checkResponseType(c *fsm.Client, req *authRequest) (e *authzErr
 		req.responseType = ""
 		return &authzError{"unsupported_response_type", "OpenID Connect is not enabled on this server (it has no signing keys)"}, true
 	}
-	if !c.HasGrant("implicit") {
-		return &authzError{"unauthorized_client", "the client is not registered for the implicit grant"}, true
+	for _, g := range req.grants() {
+		if !c.HasGrant(g) {
+			return &authzError{"unauthorized_client", "the client is not registered for the " + g + " grant"}, true
+		}
 	}
 	return nil, true
 }
@@ -117,7 +122,7 @@ func checkOIDCRequest(params url.Values, req *authRequest) *authzError {
 	if len(o.nonce) > maxNonceLen {
 		return &authzError{"invalid_request", "nonce is longer than " + strconv.Itoa(maxNonceLen) + " bytes"}
 	}
-	if strings.HasPrefix(req.responseType, "id_token") && o.nonce == "" {
+	if strings.Contains(req.responseType, "id_token") && o.nonce == "" {
 		return &authzError{"invalid_request", "nonce is required for response_type " + req.responseType}
 	}
 	if v := params.Get("max_age"); v != "" {

@@ -40,7 +40,7 @@ const (
 type authRequest struct {
 	clientID     string
 	redirectURI  string // the effective one: as given, or the single registered one
-	responseType string // "code", "token", "id_token" or "id_token token"
+	responseType string // "code", "token", "id_token", "id_token token" or "code id_token"
 	scope        string // resolved against the client's registration
 	state        string
 	tenant       string      // as named by tenant_id; "" when not named
@@ -52,10 +52,29 @@ type authRequest struct {
 // fragment reports whether responses go in the URL fragment (implicit).
 func (a *authRequest) fragment() bool {
 	switch a.responseType {
-	case "token", "id_token", "id_token token":
+	case "token", "id_token", "id_token token", "code id_token":
 		return true
 	}
 	return false
+}
+
+// usesCode reports whether the response carries a code (the code flow,
+// or OpenID's hybrid "code id_token").
+func (a *authRequest) usesCode() bool {
+	return a.responseType == "code" || a.responseType == "code id_token"
+}
+
+// grants are the grant types the client must be registered for: the
+// hybrid flow's ID token leaves through the front channel like the
+// implicit flow's, so it needs both.
+func (a *authRequest) grants() []string {
+	switch a.responseType {
+	case "code":
+		return []string{"authorization_code"}
+	case "code id_token":
+		return []string{"authorization_code", "implicit"}
+	}
+	return []string{"implicit"}
 }
 
 type authSession struct {
