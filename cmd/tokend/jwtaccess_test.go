@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/tokend/tokend/internal/loopaddr"
 )
 
 // JWT access tokens (httpapi/jwtaccess.go) across real tokend processes:
@@ -227,5 +230,43 @@ func TestAdminCLIAccessTokenFormat(t *testing.T) {
 	if _, err := tokend("client", "create", "--name", "x", "--grant", "client_credentials", "--access-token-format", "paseto"); err == nil ||
 		!strings.Contains(err.Error(), "access_token_format") {
 		t.Fatalf("an unknown format: %v", err)
+	}
+}
+
+// TestValidateListenerJWT: the fast /validate listener (package gateway)
+// takes a JWT access token like an opaque one, refuses forgeries of it,
+// and sees its revocation.
+func TestValidateListenerJWT(t *testing.T) {
+	validateAddr := loopaddr.ForTest(t)
+	p := startNode(t, "gw-jwt", "--validate-addr", validateAddr, "--admin-token", testAdminToken)
+	c := &testCluster{t: t, admin: testAdminToken, procs: []*proc{p}}
+	c.waitReady(p)
+	fast := "http://" + validateAddr
+	id, secret := c.createJWTClient(p)
+	tok, _, err := issue(p, id, secret)
+	if err != nil || !isJWT(tok) {
+		t.Fatalf("issue: %q %v", tok, err)
+	}
+	get := func(tok string) int {
+		t.Helper()
+		code, _, _, err := do(http.MethodGet, fast+"/validate?scope=read", "", "", map[string]string{"Authorization": "Bearer " + tok})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code
+	}
+	if code := get(tok); code != http.StatusOK {
+		t.Fatalf("fast /validate of a JWT: %d", code)
+	}
+	parts := strings.Split(tok, ".")
+	none := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"at+jwt"}`)) + "." + parts[1] + "."
+	if code := get(none); code != http.StatusUnauthorized {
+		t.Fatalf("fast /validate of an alg:none copy: %d", code)
+	}
+	if _, err := revoke(p, id, secret, tok); err != nil {
+		t.Fatal(err)
+	}
+	if code := get(tok); code != http.StatusUnauthorized {
+		t.Fatalf("fast /validate of a revoked JWT: %d", code)
 	}
 }
