@@ -235,3 +235,40 @@ func TestInFlightSeenImpliesPending(t *testing.T) {
 		t.Fatalf("%d of %d lookups saw a change neither in flight nor under the floor", bad.Load(), seen.Load())
 	}
 }
+
+// BenchmarkApplyIssueInFlight is BenchmarkApplyIssue with the floor
+// following the applies every 64 entries, as acknowledgements would: the
+// cost of recording each change (two keys per issue) and pruning it.
+func BenchmarkApplyIssueInFlight(b *testing.B) {
+	f := New()
+	f.Apply(1, Encode(&PutClient{Client: Client{ID: "client-000"}, Create: true}))
+	idx := uint64(1)
+	entries := make([][]byte, 4096)
+	for j := range entries {
+		a, r := HashOf(fmt.Sprintf("a%d", j)), HashOf(fmt.Sprintf("r%d", j))
+		entries[j] = Encode(&IssueGrant{ClientID: "client-000", Tenant: "tenant-1",
+			Username: fmt.Sprintf("user-%05d", j), Scope: "openid profile", IssuedAt: t0,
+			Access: TokenSpec{a, t0 + accessL}, Refresh: TokenSpec{r, t0 + refresL}})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%len(entries) == 0 && i > 0 {
+			b.StopTimer()
+			f = New() // the same tokens again
+			f.Apply(1, Encode(&PutClient{Client: Client{ID: "client-000"}, Create: true}))
+			b.StartTimer()
+		}
+		idx++
+		if res := f.Apply(idx, entries[i%len(entries)]); res.Outcome != OK {
+			b.Fatal(res.Err())
+		}
+		if idx%64 == 0 {
+			f.SetVisibleFloor(idx)
+		}
+	}
+	b.StopTimer()
+	if n := f.InFlightKeys(); n > 2*64 {
+		b.Fatalf("%d keys held with the floor 64 entries behind", n)
+	}
+}
