@@ -30,7 +30,7 @@ var _ httpapi.Signer = (*keys.Manager)(nil)
 // withKeys gives the server a keys.Manager (ES256 only: RSA key
 // generation is slow under -race) over its own FSM and replicator; km,
 // when set, receives it.
-func withKeys(t *testing.T, now func() time.Time, km **keys.Manager) func(*httpapi.Config) {
+func withKeys(t testing.TB, now func() time.Time, km **keys.Manager) func(*httpapi.Config) {
 	return func(cfg *httpapi.Config) {
 		secret := make([]byte, 32)
 		if _, err := rand.Read(secret); err != nil {
