@@ -135,7 +135,9 @@ func (n *Node) FinishRead(ctx context.Context, fence int64, index uint64) error 
 	return err
 }
 
-// waitFloor waits until this node's floor reaches index.
+// waitFloor waits until this node's floor reaches index. Each round
+// re-reads the node's role (it may win or lose leadership meanwhile) and
+// lasts at most leaseRenew.
 func (n *Node) waitFloor(ctx context.Context, index uint64) error {
 	ctx, cancel := context.WithTimeout(ctx, readVisibleWait)
 	defer cancel()
@@ -145,28 +147,33 @@ func (n *Node) waitFloor(ctx context.Context, index uint64) error {
 			return nil
 		}
 		if ls := n.leader.Load(); ls != nil && n.raft.State() == raft.Leader {
-			if err := n.leaderWait(ctx, ls, index); err != nil {
-				return err
+			rctx, rcancel := context.WithTimeout(ctx, leaseRenew)
+			_ = n.leaderWait(rctx, ls, index) // publishes once acknowledgeable
+			rcancel()
+		} else {
+			if n.leaderIsLegacy() {
+				return nil // a previous release's leader: its guarantee (above)
 			}
-			continue
-		}
-		if n.leaderIsLegacy() {
-			return nil // a previous release's leader: its guarantee (above)
-		}
-		for {
-			cur := n.vis.want.Load()
-			if index <= cur || n.vis.want.CompareAndSwap(cur, index) {
-				break
+			for {
+				cur := n.vis.want.Load()
+				if index <= cur || n.vis.want.CompareAndSwap(cur, index) {
+					break
+				}
 			}
+			n.kickLease()
 		}
-		n.kickLease()
+		t := time.NewTimer(leaseRenew)
 		select {
 		case <-ch:
+		case <-t.C:
 		case <-ctx.Done():
+			t.Stop()
 			return unavailable("waiting for a write in flight to become visible", ErrTimeout)
 		case <-n.shutdownCh:
+			t.Stop()
 			return unavailable("", ErrShutdown)
 		}
+		t.Stop()
 	}
 }
 
