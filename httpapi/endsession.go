@@ -2,6 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +29,12 @@ import (
 // user signs out), or from client_id, which must then agree with it.
 // Anything else shows the "signed out" page and redirects nowhere, so the
 // endpoint is no open redirector.
+//
+// Without an id_token_hint nothing shows that the client asking is one
+// the user signed in to, so a browser with a session is asked first
+// (Core RP-Initiated Logout §2): a page whose form posts back with a
+// logout_token derived from the session cookie, which another site can
+// neither read nor compute, so it cannot sign a user out behind their back.
 
 // maxIDTokenHint bounds id_token_hint: an RS256 ID token with every claim
 // is well under it.
@@ -55,6 +64,13 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 			"The address the application asked to return to after signing out is not registered for it, so this server will not send you there.")
 		return
 	}
+	if params.Get("id_token_hint") == "" && !logoutConfirmed(r, params) {
+		s.render(w, r, s.pages.signOut, http.StatusOK, signOutData{
+			Token: logoutToken(r), ClientID: params.Get("client_id"), Target: target, State: params.Get("state"),
+			ClientName: clientName(c),
+		}, logoutFormAction(target))
+		return
+	}
 	if err := s.endSSO(r.Context(), w, r); err != nil {
 		var ra retryAfter
 		if errors.As(err, &ra) {
@@ -66,14 +82,15 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if target == "" {
-		name := ""
-		if c != nil {
-			name = c.Name
-		}
-		s.render(w, r, s.pages.signedOut, http.StatusOK, struct{ ClientName string }{name}, selfOnly)
+		s.render(w, r, s.pages.signedOut, http.StatusOK, struct{ ClientName string }{clientName(c)}, selfOnly)
 		return
 	}
-	if st := params.Get("state"); st != "" && len(st) <= maxStateLen {
+	logoutRedirect(w, r, target, params.Get("state"))
+}
+
+// logoutRedirect sends the browser to the registered post-logout URI.
+func logoutRedirect(w http.ResponseWriter, r *http.Request, target, state string) {
+	if st := state; st != "" && len(st) <= maxStateLen {
 		sep := "?"
 		if strings.Contains(target, "?") {
 			sep = "&"
@@ -164,4 +181,48 @@ func (s *Server) endSSO(ctx context.Context, w http.ResponseWriter, r *http.Requ
 	}
 	s.setSSOCookie(w, "", 0)
 	return nil
+}
+
+// signOutData fills templates/signout.html, the confirmation page.
+type signOutData struct {
+	Token, ClientID, Target, State, ClientName string
+}
+
+func clientName(c *fsm.Client) string {
+	if c == nil {
+		return ""
+	}
+	return c.Name
+}
+
+// logoutToken is the confirmation page's proof that a post comes from it:
+// a hash of the session cookie under a label of its own (not the session
+// id, which is in the replicated state). "" without a session.
+func logoutToken(r *http.Request) string {
+	ck, err := r.Cookie(ssoCookie)
+	if err != nil || !validSecret(ck.Value) {
+		return ""
+	}
+	sum := sha256.Sum256([]byte("tokend end_session\x00" + ck.Value))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// logoutConfirmed reports whether a logout without id_token_hint may go
+// on: the browser has no session to end, or it posted the confirmation.
+func logoutConfirmed(r *http.Request, params url.Values) bool {
+	want := logoutToken(r)
+	if want == "" {
+		return true
+	}
+	got := params.Get("logout_token")
+	return r.Method == http.MethodPost && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// logoutFormAction is the confirmation page's CSP form-action: its post
+// may redirect to the post-logout URI.
+func logoutFormAction(target string) string {
+	if target == "" {
+		return selfOnly
+	}
+	return consentFormAction(target)
 }

@@ -361,6 +361,26 @@ func TestOIDCEndSession(t *testing.T) {
 	// Without a target: the signed-out page, by GET or POST.
 	e.get(b, "/end_session").wantPage(t, http.StatusOK, "You are signed out")
 	e.post(b, "/end_session", url.Values{"id_token_hint": {idt}}).wantPage(t, http.StatusOK, "You have signed out of <strong>RP</strong>")
+
+	// Without id_token_hint a signed-in browser is asked first: neither a
+	// GET nor a post without the page's logout_token signs it out.
+	page = e.login(b, e.authorize(b, oiAuthQuery(app, "code", "openid", "s2", "n")), "alice", "pw")
+	page.redirected(t, app.Redirect, false) // consent remembered
+	q := url.Values{"client_id": {app.ID}, "post_logout_redirect_uri": {"https://rp.example/bye?x=1"}, "state": {"st"}}
+	confirm := e.get(b, "/end_session?"+q.Encode())
+	confirm.wantPage(t, http.StatusOK, "asks to sign you out")
+	e.post(b, "/end_session", q).wantPage(t, http.StatusOK, "Sign out?")
+	forged := url.Values{"logout_token": {"AAAA"}}
+	for k, v := range q {
+		forged[k] = v
+	}
+	e.post(b, "/end_session", forged).wantPage(t, http.StatusOK, "Sign out?")
+	e.authorize(b, oiAuthQuery(app, "code", "openid", "alive", "n", "prompt", "none")).redirected(t, app.Redirect, false)
+	action, f := confirm.form(t)
+	if p := e.post(b, action, f); p.status != http.StatusSeeOther || p.header.Get("Location") != "https://rp.example/bye?x=1&state=st" {
+		t.Fatalf("confirmed logout: %d %q", p.status, p.header.Get("Location"))
+	}
+	e.authorize(b, oiAuthQuery(app, "code", "openid", "gone", "n", "prompt", "none")).wantError(t, app.Redirect, false, "login_required", "gone")
 }
 
 func TestOIDCWithoutSigner(t *testing.T) {

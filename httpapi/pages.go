@@ -22,7 +22,7 @@ var templateFS embed.FS
 
 type pages struct {
 	login, consent, errPage *template.Template
-	signedOut               *template.Template // endsession.go
+	signedOut, signOut      *template.Template // endsession.go
 	static                  map[string][]byte  // file name -> contents
 }
 
@@ -42,6 +42,9 @@ func newPages() (*pages, error) {
 		return nil, err
 	}
 	if p.signedOut, err = parse("signedout.html"); err != nil {
+		return nil, err
+	}
+	if p.signOut, err = parse("signout.html"); err != nil {
 		return nil, err
 	}
 	entries, err := templateFS.ReadDir("templates")
