@@ -164,8 +164,16 @@ func (n *Node) leaderLoop(ctx context.Context, ls *leaderState) {
 			f := n.raft.Apply(fsm.Encode(&fsm.Purge{Now: n.cfg.Now().UnixNano()}), applyTimeout)
 			if err := await(ctx, f); err != nil {
 				n.log.Warn("cluster: purge failed", "err", err)
-			} else if r, ok := f.Response().(fsm.Result); ok && r.Count > 0 {
-				n.log.Debug("cluster: purged expired tokens", "count", r.Count)
+			} else {
+				if r, ok := f.Response().(fsm.Result); ok && r.Count > 0 {
+					n.log.Debug("cluster: purged expired tokens", "count", r.Count)
+				}
+				// Acknowledged like any write, so the floor passes the
+				// codes it dropped (visible.go) without waiting for the
+				// next write; bounded, the loop has more to do.
+				wctx, cancel := context.WithTimeout(ctx, readVisibleWait)
+				_ = n.waitVisible(wctx, ls, f.Index())
+				cancel()
 			}
 		case <-reconcile.C:
 			n.reconcile(ls)
