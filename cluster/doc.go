@@ -199,9 +199,11 @@
 //     What is recorded: every change of a token key in the index (issue,
 //     redeem, rotate, the tokens a revocation, reuse detection, a client's
 //     or user's deletion or revocation removes) and a restored snapshot
-//     (covers every key). Purges are not: they drop only tokens already
+//     (covers every key). The expired tokens a purge drops are not: they
 //     expired by the proposer's clock, and expiry is judged by each
-//     reader's clock (the assumption below). Client and user records are
+//     reader's clock (the assumption below); the leader acknowledges its
+//     purges like writes, so the floor moves past them. Client and user
+//     records are
 //     not tracked: this covers token state, which is what /validate and
 //     /introspect answer.
 //

@@ -28,9 +28,10 @@ import (
 // floor rise (about one round trip). A burst larger than recentMax keys (a
 // client's revocation with a million tokens) is recorded as one index that
 // covers every key, so the table never holds more than recentMax keys; a
-// restored snapshot is recorded the same way. Purges are not recorded:
-// they drop only tokens expired by the proposer's clock, and expiry is
-// judged by each reader's clock anyway.
+// restored snapshot is recorded the same way. The expired tokens a purge
+// drops are not recorded (index.deleteIf): they expired by the proposer's
+// clock, and expiry is judged by each reader's clock anyway; the redeemed
+// codes it drops with their grant's last token are.
 
 // recentShards spreads readers of different keys over separate locks.
 const recentShards = 64
