@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +141,7 @@ func TestClusterOpenIDConnectGoOIDC(t *testing.T) {
 		t.Fatalf("userinfo on node 1 for a token issued on node 3: %+v %v", info, err)
 	}
 	clusterSameDiscovery(t, c)
+	sessionCookie := rp.cookie(n1, "tokend_session")
 
 	// Single sign-on across nodes: prompt=none on node 3, redeemed on 1.
 	resp, page = rp.authorize(n3, "nonce-2", oauth2.SetAuthURLParam("prompt", "none"))
@@ -173,6 +178,52 @@ func TestClusterOpenIDConnectGoOIDC(t *testing.T) {
 		if loc, _ := url.Parse(resp.Header.Get("Location")); loc == nil || loc.Query().Get("error") != "login_required" {
 			t.Errorf("prompt=none on %s after logout: %d %q", p.id, resp.StatusCode, resp.Header.Get("Location"))
 		}
+	}
+	sessionNotOnDisk(t, c, sessionCookie)
+}
+
+// cookie returns the value of the browser's cookie name for node p.
+func (rp *oidcRP) cookie(p *proc, name string) string {
+	u, _ := url.Parse(p.url())
+	for _, ck := range rp.browser.Jar.Cookies(u) {
+		if ck.Name == name && ck.Value != "" {
+			return ck.Value
+		}
+	}
+	rp.t.Fatalf("the browser has no %s cookie", name)
+	return ""
+}
+
+// sessionNotOnDisk checks every node's data directory: the sign-in
+// session cookie is in no file, only its SHA-256 (the session id, in the
+// Raft log), which shows the right files were read.
+func sessionNotOnDisk(t *testing.T, c *testCluster, cookie string) {
+	t.Helper()
+	sid := sha256.Sum256([]byte(cookie))
+	hashed := 0
+	for _, p := range c.procs {
+		err := filepath.WalkDir(p.dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			if bytes.Contains(b, []byte(cookie)) {
+				t.Errorf("%s holds the raw sign-in session cookie", path)
+			}
+			if bytes.Contains(b, sid[:]) {
+				hashed++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hashed < len(c.procs) {
+		t.Errorf("the session id is in %d files, want one per node at least (the Raft log)", hashed)
 	}
 }
 
