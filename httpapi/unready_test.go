@@ -31,6 +31,8 @@ func TestUnreadyNodeAnswers503(t *testing.T) {
 		{"GET", "/readyz", "", "", ""},
 		{"GET", "/admin/clients", "", "", "Bearer " + testAdminToken},
 		{"GET", "/authorize?response_type=code&client_id=x", "", "", ""},
+		{"GET", "/userinfo", "", "", "Bearer tkda-x"},
+		{"POST", "/end_session", form, "client_id=x", ""},
 	} {
 		req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
 		if c.ctype != "" {

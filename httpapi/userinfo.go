@@ -22,7 +22,11 @@ type userinfoBody struct {
 }
 
 func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
-	if s.unready(w, r) {
+	// A token read like /introspect's: BeginRead, the lookup, FinishRead
+	// (a revocation in flight is waited out, never answered past).
+	fence, err := s.rep.BeginRead()
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	raw, ok := bearerValue(r.Header.Get("Authorization"))
@@ -40,7 +44,12 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 		bearerRefusal(w, http.StatusUnauthorized, challengeNoToken)
 		return
 	}
-	t, ok := s.fsm.Lookup(fsm.HashOf(raw), s.now().UnixNano())
+	h := fsm.HashOf(raw)
+	t, ok := s.fsm.Lookup(h, s.now().UnixNano())
+	if err := s.rep.FinishRead(r.Context(), fence, s.fsm.InFlight(h)); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	if !ok || t.Kind != fsm.KindAccess || t.Username == "" {
 		bearerRefusal(w, http.StatusUnauthorized,
 			challengeInvalidToken+`, error_description="the access token is unknown, expired or revoked, or not a user's"`)
