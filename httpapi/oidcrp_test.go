@@ -28,8 +28,8 @@ import (
 // server listens before it is built.
 
 // newRPEnv starts a server whose issuer is its own URL, signing with a
-// keys.Manager of alg.
-func newRPEnv(t *testing.T, alg string) (*azEnv, *keys.Manager, string) {
+// keys.Manager of alg, and returns its replicator too.
+func newRPEnv(t *testing.T, alg string) (*azEnv, *keys.Manager, string, httpapi.Replicator) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -60,7 +60,7 @@ func newRPEnv(t *testing.T, alg string) (*azEnv, *keys.Manager, string) {
 	srv.Listener = ln
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &azEnv{t: t, srv: srv}, km, issuer
+	return &azEnv{t: t, srv: srv}, km, issuer, rep
 }
 
 // rpSignIn runs the authorization code flow the RP's way and returns the
@@ -109,7 +109,7 @@ func TestGoOIDCRelyingParty(t *testing.T) {
 }
 
 func testGoOIDC(t *testing.T, alg string) {
-	e, km, issuer := newRPEnv(t, alg)
+	e, km, issuer, rep := newRPEnv(t, alg)
 	app := e.client("RP", []string{"https://rp.example/cb"}, nil, []string{"read"}, false)
 	e.oiUser("default", "alice", "pw", map[string]any{"name": "Alice Liddell", "email": "alice@example.com", "email_verified": true})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -174,6 +174,15 @@ func testGoOIDC(t *testing.T, alg string) {
 		t.Error("/userinfo accepted an ID token as the access token")
 	}
 
+	testGoOIDCRotation(ctx, t, e, b, cfg, km, rep, issuer, raw)
+}
+
+// testGoOIDCRotation rotates the keys after raw was signed: a fresh
+// provider verifies ID tokens from before and after the rotation, until
+// the retired key is purged.
+func testGoOIDCRotation(ctx context.Context, t *testing.T, e *azEnv, b *http.Client, cfg *oauth2.Config, km *keys.Manager,
+	rep httpapi.Replicator, issuer, raw string) {
+	app := azClient{ID: cfg.ClientID}
 	// A key rotation: a fresh provider verifies tokens signed before and
 	// after it (the retired key stays published).
 	if _, err := km.Rotate(ctx); err != nil {
@@ -193,5 +202,23 @@ func testGoOIDC(t *testing.T, alg string) {
 		if _, err := fv.Verify(ctx, r); err != nil {
 			t.Errorf("ID token signed %s: %v", name, err)
 		}
+	}
+
+	// Until the old tokens expire: once the retired key's time is up
+	// (RetireAfter, an hour here) a purge drops it, and a fresh provider
+	// verifies the new token but no longer the old one.
+	if res, err := rep.Apply(ctx, fsm.Encode(&fsm.Purge{Now: time.Now().Add(2 * time.Hour).UnixNano()})); err != nil || res.Outcome != fsm.OK {
+		t.Fatalf("purge: %v %v", res.Outcome, err)
+	}
+	later, err := oidc.NewProvider(ctx, issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lv := later.Verifier(&oidc.Config{ClientID: app.ID})
+	if _, err := lv.Verify(ctx, raw3); err != nil {
+		t.Errorf("the current key's ID token after the purge: %v", err)
+	}
+	if _, err := lv.Verify(ctx, raw); err == nil {
+		t.Error("an ID token of a removed key still verifies")
 	}
 }
