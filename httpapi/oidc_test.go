@@ -174,6 +174,13 @@ func TestOIDCCodeFlowIDTokenUserinfoRefresh(t *testing.T) {
 		t.Errorf("introspection of the ID token: %v", in)
 	}
 
+	oiRefresh(t, e, km, app, tok, c)
+}
+
+// oiRefresh checks the ID token of a refresh of the grant behind tok,
+// whose first ID token had claims c, and of a refresh narrowed to drop openid.
+func oiRefresh(t *testing.T, e *azEnv, km *keys.Manager, app azClient, tok *oauth2.Token, c map[string]any) {
+	idt, _ := tok.Extra("id_token").(string)
 	// Refresh: a fresh ID token, same subject and auth_time, no nonce.
 	ref, err := e.oauth2Config(app).TokenSource(e.ctx(), &oauth2.Token{RefreshToken: tok.RefreshToken}).Token()
 	if err != nil {

@@ -95,29 +95,10 @@ func (rp *oidcRP) redeem(ctx context.Context, p *proc, code, nonce string) (*oau
 func TestClusterOpenIDConnectGoOIDC(t *testing.T) {
 	c := newTestClusterWith(t, 3, func(_ *proc, base []string) []string { return append(base, "--id-token-ttl", "7m") })
 	n1, n2, n3 := c.procs[0], c.procs[1], c.procs[2]
-	admin := map[string]string{"Authorization": "Bearer " + c.admin}
-	code, body, _, err := do(http.MethodPost, n1.url()+"/admin/clients", "application/json",
-		`{"name":"RP","redirect_uris":["http://127.0.0.1:9/cb"],"post_logout_redirect_uris":["http://127.0.0.1:9/bye"]}`, admin)
-	var client struct{ ClientID, ClientSecret string }
-	if err != nil || code != http.StatusCreated || json.Unmarshal(body, &struct {
-		ID     *string `json:"client_id"`
-		Secret *string `json:"client_secret"`
-	}{&client.ClientID, &client.ClientSecret}) != nil {
-		t.Fatalf("create client: %d %s %v", code, body, err)
-	}
-	if code, body, _, err := do(http.MethodPost, n2.url()+"/admin/users", "application/json",
-		`{"username":"alice","password":"wonderland","email":"alice@example.com","email_verified":true}`, admin); err != nil || code != http.StatusCreated {
-		t.Fatalf("create user: %d %s %v", code, body, err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	provider, err := oidc.NewProvider(ctx, c.issuer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := &oidcRP{t: t, provider: provider, browser: newBrowser(), cfg: oauth2.Config{ClientID: client.ClientID,
-		ClientSecret: client.ClientSecret, RedirectURL: "http://127.0.0.1:9/cb", Endpoint: provider.Endpoint(),
-		Scopes: []string{oidc.ScopeOpenID, "email"}}}
+	rp := newClusterRP(ctx, t, c)
+	provider, admin := rp.provider, map[string]string{"Authorization": "Bearer " + c.admin}
 
 	// Sign in: /authorize on node 2, login to node 3, consent to node 1
 	// (handed back to node 2), redeemed on node 3.
@@ -162,7 +143,7 @@ func TestClusterOpenIDConnectGoOIDC(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range []string{raw, raw3} {
-		if _, err := fresh.Verifier(&oidc.Config{ClientID: client.ClientID}).Verify(ctx, r); err != nil {
+		if _, err := fresh.Verifier(&oidc.Config{ClientID: rp.cfg.ClientID}).Verify(ctx, r); err != nil {
 			t.Errorf("fresh provider after the rotation: %v", err)
 		}
 	}
@@ -225,6 +206,34 @@ func sessionNotOnDisk(t *testing.T, c *testCluster, cookie string) {
 	if hashed < len(c.procs) {
 		t.Errorf("the session id is in %d files, want one per node at least (the Raft log)", hashed)
 	}
+}
+
+// newClusterRP registers the relying party (with a post-logout URI) and
+// alice (with an e-mail address) and discovers the provider at the
+// cluster's issuer.
+func newClusterRP(ctx context.Context, t *testing.T, c *testCluster) *oidcRP {
+	t.Helper()
+	admin := map[string]string{"Authorization": "Bearer " + c.admin}
+	code, body, _, err := do(http.MethodPost, c.procs[0].url()+"/admin/clients", "application/json",
+		`{"name":"RP","redirect_uris":["http://127.0.0.1:9/cb"],"post_logout_redirect_uris":["http://127.0.0.1:9/bye"]}`, admin)
+	var client struct{ ClientID, ClientSecret string }
+	if err != nil || code != http.StatusCreated || json.Unmarshal(body, &struct {
+		ID     *string `json:"client_id"`
+		Secret *string `json:"client_secret"`
+	}{&client.ClientID, &client.ClientSecret}) != nil {
+		t.Fatalf("create client: %d %s %v", code, body, err)
+	}
+	if code, body, _, err := do(http.MethodPost, c.procs[1].url()+"/admin/users", "application/json",
+		`{"username":"alice","password":"wonderland","email":"alice@example.com","email_verified":true}`, admin); err != nil || code != http.StatusCreated {
+		t.Fatalf("create user: %d %s %v", code, body, err)
+	}
+	provider, err := oidc.NewProvider(ctx, c.issuer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &oidcRP{t: t, provider: provider, browser: newBrowser(), cfg: oauth2.Config{ClientID: client.ClientID,
+		ClientSecret: client.ClientSecret, RedirectURL: "http://127.0.0.1:9/cb", Endpoint: provider.Endpoint(),
+		Scopes: []string{oidc.ScopeOpenID, "email"}}}
 }
 
 // clusterSameDiscovery checks that every node publishes the same discovery
