@@ -250,64 +250,82 @@ func TestBrowserCodeFlow(t *testing.T) {
 	// session and the remembered consent bring the browser straight
 	// back with a code, no page shown.
 	t.Run("openid then prompt=none", func(t *testing.T) {
-		ocfg := e.oauth2Config(client, "openid", "read")
-		verifier := oauth2.GenerateVerifier()
-		tctx := signIn(t, ocfg.AuthCodeURL("state-oidc", oauth2.S256ChallengeOption(verifier),
-			oauth2.SetAuthURLParam("tenant_id", "eneco"), oauth2.SetAuthURLParam("nonce", "browser-nonce")), "correct horse", false)
-		if err := azDoSteps(tctx,
-			chromedp.WaitVisible(chromedp.ID("allow")),
-			chromedp.Click(chromedp.ID("allow")),
-			chromedp.WaitVisible(chromedp.ID("done")),
-		); err != nil {
-			t.Fatalf("approve: %v", err)
-		}
-		v := app.wait(ctx, t)
-		xctx, xcancel := context.WithTimeout(e.ctx(), 20*time.Second)
-		defer xcancel()
-		tok, err := ocfg.Exchange(xctx, v.Get("code"), oauth2.VerifierOption(verifier))
-		if err != nil {
-			t.Fatalf("exchange: %v", err)
-		}
-		idt, _ := tok.Extra("id_token").(string)
-		if c := oiClaims(t, km, idt); c["nonce"] != "browser-nonce" || c["sub"] != "eneco/alice" || c["aud"] != client.ID {
-			t.Fatalf("ID token claims %v", c)
-		}
-
-		tctx2, tcancel2 := chromedp.NewContext(bctx)
-		defer tcancel2()
-		if err := chromedp.Do(tctx2); err != nil {
-			t.Fatalf("open tab: %v", err)
-		}
-		if err := azDoSteps(tctx2,
-			chromedp.Navigate(ocfg.AuthCodeURL("state-none", oauth2.S256ChallengeOption(verifier),
-				oauth2.SetAuthURLParam("tenant_id", "eneco"), oauth2.SetAuthURLParam("nonce", "second-nonce"),
-				oauth2.SetAuthURLParam("prompt", "none"))),
-			chromedp.WaitVisible(chromedp.ID("done")),
-		); err != nil {
-			t.Fatalf("prompt=none: %v", err)
-		}
-		v = app.wait(ctx, t)
-		if v.Get("state") != "state-none" || v.Get("code") == "" || v.Has("error") {
-			t.Fatalf("prompt=none redirect params %v", v)
-		}
-		tok, err = ocfg.Exchange(xctx, v.Get("code"), oauth2.VerifierOption(verifier))
-		if err != nil {
-			t.Fatalf("exchange after prompt=none: %v", err)
-		}
-		if c := oiClaims(t, km, tok.Extra("id_token").(string)); c["nonce"] != "second-nonce" {
-			t.Fatalf("ID token after prompt=none: %v", c)
-		}
-
-		// prompt=login asks for the password again; the consent is
-		// remembered, so the login post itself redirects to the app
-		// (which the login page's form-action must allow).
-		tctx3 := signIn(t, ocfg.AuthCodeURL("state-login", oauth2.SetAuthURLParam("tenant_id", "eneco"),
-			oauth2.SetAuthURLParam("nonce", "third-nonce"), oauth2.SetAuthURLParam("prompt", "login")), "correct horse", false)
-		if err := azDoSteps(tctx3, chromedp.WaitVisible(chromedp.ID("done"))); err != nil {
-			t.Fatalf("after re-login: %v", err)
-		}
-		if v = app.wait(ctx, t); v.Get("state") != "state-login" || v.Get("code") == "" {
-			t.Fatalf("prompt=login redirect params %v", v)
-		}
+		azBrowserOpenID(t, azBrowserRun{e: e, app: app, client: client, km: km, ctx: ctx, bctx: bctx, signIn: signIn})
 	})
+}
+
+// azBrowserRun is what the browser walk's subtests share.
+type azBrowserRun struct {
+	e      *azEnv
+	app    *azApp
+	client azClient
+	km     *keys.Manager
+	ctx    context.Context // bounds everything the browser does
+	bctx   context.Context // the browser
+	signIn func(t *testing.T, authURL, password string, shoot bool) context.Context
+}
+
+// azBrowserOpenID: an OpenID sign-in with a nonce, prompt=none with no
+// page, and prompt=login straight back after the password.
+func azBrowserOpenID(t *testing.T, b azBrowserRun) {
+	e, app, client, km, ctx, bctx, signIn := b.e, b.app, b.client, b.km, b.ctx, b.bctx, b.signIn
+	ocfg := e.oauth2Config(client, "openid", "read")
+	verifier := oauth2.GenerateVerifier()
+	tctx := signIn(t, ocfg.AuthCodeURL("state-oidc", oauth2.S256ChallengeOption(verifier),
+		oauth2.SetAuthURLParam("tenant_id", "eneco"), oauth2.SetAuthURLParam("nonce", "browser-nonce")), "correct horse", false)
+	if err := azDoSteps(tctx,
+		chromedp.WaitVisible(chromedp.ID("allow")),
+		chromedp.Click(chromedp.ID("allow")),
+		chromedp.WaitVisible(chromedp.ID("done")),
+	); err != nil {
+		t.Fatalf("approve: %v", err)
+	}
+	v := app.wait(ctx, t)
+	xctx, xcancel := context.WithTimeout(e.ctx(), 20*time.Second)
+	defer xcancel()
+	tok, err := ocfg.Exchange(xctx, v.Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	idt, _ := tok.Extra("id_token").(string)
+	if c := oiClaims(t, km, idt); c["nonce"] != "browser-nonce" || c["sub"] != "eneco/alice" || c["aud"] != client.ID {
+		t.Fatalf("ID token claims %v", c)
+	}
+
+	tctx2, tcancel2 := chromedp.NewContext(bctx)
+	defer tcancel2()
+	if err := chromedp.Do(tctx2); err != nil {
+		t.Fatalf("open tab: %v", err)
+	}
+	if err := azDoSteps(tctx2,
+		chromedp.Navigate(ocfg.AuthCodeURL("state-none", oauth2.S256ChallengeOption(verifier),
+			oauth2.SetAuthURLParam("tenant_id", "eneco"), oauth2.SetAuthURLParam("nonce", "second-nonce"),
+			oauth2.SetAuthURLParam("prompt", "none"))),
+		chromedp.WaitVisible(chromedp.ID("done")),
+	); err != nil {
+		t.Fatalf("prompt=none: %v", err)
+	}
+	v = app.wait(ctx, t)
+	if v.Get("state") != "state-none" || v.Get("code") == "" || v.Has("error") {
+		t.Fatalf("prompt=none redirect params %v", v)
+	}
+	tok, err = ocfg.Exchange(xctx, v.Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("exchange after prompt=none: %v", err)
+	}
+	if c := oiClaims(t, km, tok.Extra("id_token").(string)); c["nonce"] != "second-nonce" {
+		t.Fatalf("ID token after prompt=none: %v", c)
+	}
+
+	// prompt=login asks for the password again; the consent is
+	// remembered, so the login post itself redirects to the app
+	// (which the login page's form-action must allow).
+	tctx3 := signIn(t, ocfg.AuthCodeURL("state-login", oauth2.SetAuthURLParam("tenant_id", "eneco"),
+		oauth2.SetAuthURLParam("nonce", "third-nonce"), oauth2.SetAuthURLParam("prompt", "login")), "correct horse", false)
+	if err := azDoSteps(tctx3, chromedp.WaitVisible(chromedp.ID("done"))); err != nil {
+		t.Fatalf("after re-login: %v", err)
+	}
+	if v = app.wait(ctx, t); v.Get("state") != "state-login" || v.Get("code") == "" {
+		t.Fatalf("prompt=login redirect params %v", v)
+	}
 }
