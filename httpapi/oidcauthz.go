@@ -32,9 +32,6 @@ import (
 // oidcScopes are the scopes any code or implicit client may ask for.
 var oidcScopes = []string{"openid", "profile", "email"}
 
-// maxNonceLen bounds the nonce like state: it comes back in the ID token.
-const maxNonceLen = maxStateLen
-
 // oidcRequest holds the OpenID parameters of an authorization request.
 type oidcRequest struct {
 	openid    bool   // scope holds openid
@@ -118,10 +115,7 @@ func checkOIDCRequest(params url.Values, req *authRequest) *authzError {
 	case req.responseType != "code" && req.responseType != "token" && !o.openid:
 		return &authzError{"invalid_scope", "response_type " + req.responseType + " needs the openid scope"}
 	}
-	o.nonce = params.Get("nonce")
-	if len(o.nonce) > maxNonceLen {
-		return &authzError{"invalid_request", "nonce is longer than " + strconv.Itoa(maxNonceLen) + " bytes"}
-	}
+	o.nonce = params.Get("nonce") // at most 1024 bytes (form.go's limits)
 	if strings.Contains(req.responseType, "id_token") && o.nonce == "" {
 		return &authzError{"invalid_request", "nonce is required for response_type " + req.responseType}
 	}
