@@ -264,15 +264,16 @@ func (s *Server) afterLogin(w http.ResponseWriter, r *http.Request, c *fsm.Clien
 		s.expiredPage(w, r)
 		return
 	}
-	s.consentPage(w, r, c, sess, csrf, u)
+	s.consentPage(w, r, c, sess, csrf, u, false)
 }
 
-// consentPage shows the consent page of a signed-in session.
-func (s *Server) consentPage(w http.ResponseWriter, r *http.Request, c *fsm.Client, sess authSession, csrf string, u signedIn) {
+// consentPage shows the consent page of a signed-in session; fromSSO
+// when the password was not asked for it.
+func (s *Server) consentPage(w http.ResponseWriter, r *http.Request, c *fsm.Client, sess authSession, csrf string, u signedIn, fromSSO bool) {
 	s.render(w, r, s.pages.consent, http.StatusOK, consentData{
 		Action: sess.req.prefix + "/authorize/consent", RequestID: sess.id, CSRF: csrf,
 		ClientName: c.Name, Username: u.username, Tenant: u.tenant, ShowTenant: u.tenant != defaultTenant,
-		Scopes: strings.Fields(sess.req.scope), RedirectHost: redirectHost(sess.req.redirectURI),
+		Scopes: strings.Fields(sess.req.scope), RedirectHost: redirectHost(sess.req.redirectURI), SignOut: fromSSO,
 	}, consentFormAction(sess.req.redirectURI))
 }
 

@@ -275,6 +275,9 @@ func TestOIDCSingleSignOnPromptAndConsentMemory(t *testing.T) {
 	page := e.authorize(b, oiAuthQuery(app, "code", "openid", "s1", "n", "login_hint", "alice"))
 	page.wantPage(t, http.StatusOK, `value="alice"`)
 	page = e.login(b, page, "alice", "pw")
+	if strings.Contains(page.body, "Not you?") {
+		t.Error("the consent page right after the password offers to sign out")
+	}
 	e.consent(b, page, "allow").redirected(t, app.Redirect, false)
 
 	// Signed in and consented: no page at all, prompt=none or not.
@@ -288,7 +291,7 @@ func TestOIDCSingleSignOnPromptAndConsentMemory(t *testing.T) {
 	// without the login page.
 	e.authorize(b, oiAuthQuery(app, "code", "openid read", "s3", "n", "prompt", "none")).wantError(t, app.Redirect, false, "consent_required", "s3")
 	page = e.authorize(b, oiAuthQuery(app, "code", "openid read", "s3", "n"))
-	page.wantPage(t, http.StatusOK, "wants to access your account")
+	page.wantPage(t, http.StatusOK, `Not you? <a href="/end_session"`)
 	e.consent(b, page, "allow").redirected(t, app.Redirect, false)
 	e.authorize(b, oiAuthQuery(app, "code", "openid read", "s4", "n", "prompt", "none")).redirected(t, app.Redirect, false)
 	// Another client has no consent.

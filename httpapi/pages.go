@@ -81,6 +81,9 @@ type consentData struct {
 	ShowTenant              bool
 	Scopes                  []string
 	RedirectHost            string
+	// SignOut offers a link to end the sign-in session: the page was
+	// reached through single sign-on, maybe by someone else (sso.go).
+	SignOut bool
 }
 
 // errorData fills templates/error.html.

@@ -86,7 +86,7 @@ func (s *Server) resumeSignIn(w http.ResponseWriter, r *http.Request, c *fsm.Cli
 			s.expiredPage(w, r)
 			return true
 		}
-		s.consentPage(w, r, c, *sess, csrf, u)
+		s.consentPage(w, r, c, *sess, csrf, u, true)
 		return true
 	}
 	s.issueAuthorization(w, r, c, req, u)
