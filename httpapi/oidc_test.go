@@ -296,6 +296,10 @@ func TestOIDCSingleSignOnPromptAndConsentMemory(t *testing.T) {
 	e.authorize(b, oiAuthQuery(app, "code", "openid read", "s4", "n", "prompt", "none")).redirected(t, app.Redirect, false)
 	// Another client has no consent.
 	e.authorize(b, oiAuthQuery(other, "code", "openid", "s5", "n", "prompt", "none")).wantError(t, other.Redirect, false, "consent_required", "s5")
+	oiForgetConsent(t, e, app)
+	e.authorize(b, oiAuthQuery(app, "code", "openid read", "s5", "n", "prompt", "none")).wantError(t, app.Redirect, false, "consent_required", "s5")
+	page = e.authorize(b, oiAuthQuery(app, "code", "openid read", "s5", "n"))
+	e.consent(b, page, "allow").redirected(t, app.Redirect, false)
 	// prompt=consent and prompt=login ask again.
 	e.authorize(b, oiAuthQuery(app, "code", "openid", "s6", "n", "prompt", "consent")).wantPage(t, http.StatusOK, "wants to access your account")
 	e.authorize(b, oiAuthQuery(app, "code", "openid", "s6", "n", "prompt", "login")).wantPage(t, http.StatusOK, "Sign in")
@@ -588,5 +592,31 @@ func TestOIDCHybridCodeIDToken(t *testing.T) {
 	c2 := oiClaims(t, km, tok.Extra("id_token").(string))
 	if c2["nonce"] != "hybrid-nonce" || c2["sub"] != c["sub"] || c2["at_hash"] != oiHalfHash(tok.AccessToken) {
 		t.Errorf("token endpoint ID token %v", c2)
+	}
+}
+
+// oiForgetConsent reads and forgets alice's remembered consent for app
+// through the admin API.
+func oiForgetConsent(t *testing.T, e *azEnv, app azClient) {
+	t.Helper()
+	path := "/admin/users/eneco/alice/consents/" + app.ID
+	resp := e.admin(http.MethodGet, path, nil)
+	var v map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&v)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || v["scope"] != "openid read" || v["client_id"] != app.ID {
+		t.Fatalf("GET consent: %d %v", resp.StatusCode, v)
+	}
+	for _, want := range []int{http.StatusOK, http.StatusNotFound} {
+		resp := e.admin(http.MethodDelete, path, nil)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("DELETE consent: %d, want %d", resp.StatusCode, want)
+		}
+	}
+	resp = e.admin(http.MethodGet, path, nil)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET a forgotten consent: %d", resp.StatusCode)
 	}
 }

@@ -292,6 +292,8 @@ func (s *Server) adminRoutes() *mux.Router {
 	admin("/users", s.listUsers, http.MethodGet)
 	admin("/users/{tenant}/{username}", s.updateUser, http.MethodPut)
 	admin("/users/{tenant}/{username}", s.deleteUser, http.MethodDelete)
+	admin("/users/{tenant}/{username}/consents/{client_id}", s.getConsent, http.MethodGet) // adminconsent.go
+	admin("/users/{tenant}/{username}/consents/{client_id}", s.forgetConsent, http.MethodDelete)
 	admin("/revoke", s.adminRevoke, http.MethodPost)
 	admin("/cluster/leave", s.adminLeave, http.MethodPost)
 	admin("/snapshot", s.saveSnapshot, http.MethodGet) // snapshot.go

@@ -41,7 +41,7 @@ func adminCommand(ctx context.Context, group string, args []string, stdout, stde
 	fs.StringVar(&o.tenant, "tenant", "default", "user: tenant")
 	fs.StringVar(&o.username, "username", "", "user: user name")
 	fs.StringVar(&o.password, "password", "", "user: password (or TOKEND_PASSWORD)")
-	fs.StringVar(&o.client, "client", "", "revoke: every grant of this client id")
+	fs.StringVar(&o.client, "client", "", "revoke: every grant of this client id; user forget-consent: the client")
 	fs.StringVar(&o.user, "user", "", "revoke: every grant of TENANT/USERNAME")
 	o.registerClaimFlags(fs) // userclaims.go
 	if err := parseWithEnv(fs, args); err != nil {
@@ -75,7 +75,7 @@ func adminCommand(ctx context.Context, group string, args []string, stdout, stde
 
 var verbs = map[string][]string{
 	"client":  {"create", "list", "get", "update", "delete", "rotate-secret"},
-	"user":    {"create", "update", "delete", "set-password"},
+	"user":    {"create", "update", "delete", "set-password", "forget-consent"},
 	"cluster": {"status", "leave"},
 	"keys":    {"list", "rotate"},
 }
@@ -132,7 +132,7 @@ func (o *adminOpts) request(group, verb string, fs *flag.FlagSet) (method, path 
 			return http.MethodDelete, p, nil, nil
 		}
 		return http.MethodPost, p + "/secret", nil, nil
-	case "user create", "user delete", "user set-password", "user update":
+	case "user create", "user delete", "user set-password", "user update", "user forget-consent":
 		return o.userRequest(verb, fs, func() (string, error) { // userclaims.go
 			a, err := arg()
 			if err != nil {

@@ -60,6 +60,11 @@ func TestAdminCLI(t *testing.T) {
 	if got := tokend("user", "update", "eneco/alice", "--preferred-username", "al"); got["name"] != "Alice Liddell" || got["preferred_username"] != "al" || got["email_verified"] != true {
 		t.Fatalf("user update --preferred-username: %v", got)
 	}
+	var forget strings.Builder
+	err := run(withTimeout(t), []string{"user", "forget-consent", "eneco/alice", "--client", id, "--addr", p.url(), "--admin-token", testAdminToken}, &forget, &forget)
+	if err == nil || !strings.Contains(err.Error()+forget.String(), "no remembered consent") {
+		t.Fatalf("user forget-consent without a consent: %v %s", err, forget.String())
+	}
 	if got := tokend("client", "update", id, "--name", "Renamed", "--redirect-uri", "https://app.example/new", "--post-logout-redirect-uri", "https://app.example/bye",
 		"--grant", "client_credentials", "--grant", "password", "--grant", "refresh_token", "--scope", "read"); got["post_logout_redirect_uris"] == nil ||
 		got["post_logout_redirect_uris"].([]any)[0] != "https://app.example/bye" {

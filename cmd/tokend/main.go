@@ -28,7 +28,7 @@ const usage = `tokend — OAuth 2.0 authorization server replicated with Raft
 Usage:
   tokend serve [flags]                      run a node (--dev: a ready demo node)
   tokend client create|list|get|update|delete|rotate-secret [flags]
-  tokend user create|update|delete|set-password [flags]
+  tokend user create|update|delete|set-password|forget-consent [flags]
   tokend revoke --client ID | --user TENANT/USERNAME
   tokend cluster status|leave
   tokend keys list|rotate                   signing keys of ID tokens and JWT access tokens

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"net/http"
+	"net/url"
 	"strconv"
 )
 
@@ -63,6 +64,11 @@ func (o *adminOpts) userRequest(verb string, fs *flag.FlagSet, target func() (st
 	switch verb {
 	case "delete":
 		return http.MethodDelete, p, nil, nil
+	case "forget-consent": // the next OpenID sign-in to --client asks again
+		if o.client == "" {
+			return "", "", nil, errors.New("--client ID is required")
+		}
+		return http.MethodDelete, p + "/consents/" + url.PathEscape(o.client), nil, nil
 	case "update": // claims, and a password when given
 		b := map[string]any{}
 		if o.password != "" {
