@@ -151,7 +151,8 @@ func runSchedule(ctx context.Context, seed uint64, size int, plant bool, base st
 	defer os.RemoveAll(dir)
 	var vis *porcupine.LinearizationInfo // set when the history fails
 	defer func() {
-		if (res.violation || res.err != nil) && ctx.Err() == nil {
+		// A planted bug's violation is expected: nothing worth keeping.
+		if (res.violation && !plant || res.err != nil) && ctx.Err() == nil {
 			res.artifacts = saveArtifacts(seed, logs.Bytes(), vis)
 		}
 	}()

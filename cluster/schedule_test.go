@@ -97,13 +97,25 @@ func (s *schedule) clockRate() float64 { return 1 + clockSkew*(2*s.clocks.Float6
 
 func (p phase) String() string {
 	s := fmt.Sprintf("%s for %v", p.fault, p.dur)
-	switch {
-	case p.fault == fLossy:
+	switch p.fault {
+	case fLossy:
 		s += fmt.Sprintf(" (drop %.0f%%, delay up to %v)", 100*p.dropP, p.delayMax)
-	case p.fault == fPartition || p.fault == fOneWay || !p.leader:
-		s += fmt.Sprintf(" slots %v", p.nodes)
-	default:
-		s += " leader"
+	case fPartition:
+		s += fmt.Sprintf(" (slots %v cut off)", p.nodes)
+	case fOneWay:
+		from := fmt.Sprintf("slot %d", p.nodes[0])
+		if p.leader {
+			from = "the leader"
+		}
+		s += fmt.Sprintf(" (from %s to slot %d)", from, p.nodes[1])
+	case fPause, fRestart, fSnapRestart:
+		if p.leader {
+			s += " (the leader)"
+		} else {
+			s += fmt.Sprintf(" (slot %d)", p.nodes[0])
+		}
+	case fReplace:
+		s += fmt.Sprintf(" (slot %d, the next if it leads)", p.nodes[0])
 	}
 	if p.healThen {
 		s += ", then heal"
