@@ -64,6 +64,18 @@ func (f *FSM) SessionAt(sid Hash, now int64) (Session, bool) {
 	return s, true
 }
 
+// UserSessions returns the session ids of the user's sign-ins (expired
+// ones too, until a purge), for ending them all (EndSession each).
+func (f *FSM) UserSessions(tenant, username string) []Hash {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []Hash
+	for sid := range f.userSessions[userKey{tenant, username}] {
+		out = append(out, sid)
+	}
+	return out
+}
+
 // SessionCount is the number of sessions held (expired ones until a purge).
 func (f *FSM) SessionCount() int {
 	f.mu.RLock()

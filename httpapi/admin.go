@@ -390,6 +390,11 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) error {
 	if err := s.applyAbout(r, &fsm.PutUser{User: u}, aUser); err != nil {
 		return err
 	}
+	if req.Password != nil { // a new password signs the user out (sso.go)
+		if _, err := s.endUserSessions(r.Context(), u.Tenant, u.Username); err != nil {
+			return err
+		}
+	}
 	writeJSON(w, http.StatusOK, viewUser(&u))
 	return nil
 }
@@ -430,6 +435,14 @@ func (s *Server) adminRevoke(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"revoked_grants": res.Count})
+	out := map[string]any{"revoked_grants": res.Count}
+	if req.Username != "" { // and the user's sign-in sessions (sso.go)
+		n, err := s.endUserSessions(r.Context(), req.Tenant, req.Username)
+		if err != nil {
+			return err
+		}
+		out["ended_sessions"] = n
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }

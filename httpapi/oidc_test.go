@@ -620,3 +620,41 @@ func oiForgetConsent(t *testing.T, e *azEnv, app azClient) {
 		t.Fatalf("GET a forgotten consent: %d", resp.StatusCode)
 	}
 }
+
+// A revocation of the user's grants and a new password both sign the user
+// out: a browser that signed in before gets no new code without the
+// password.
+func TestOIDCRevokeAndNewPasswordEndSessions(t *testing.T) {
+	e := newAZEnv(t, nil, withKeys(t, nil, nil))
+	app := e.client("RP", []string{"https://rp.example/cb"}, nil, nil, false)
+	e.oiUser("eneco", "alice", "pw", nil)
+	b := e.browser()
+	signIn := func(password string) {
+		t.Helper()
+		page := e.login(b, e.authorize(b, oiAuthQuery(app, "code", "openid", "in", "n")), "alice", password)
+		if page.status == http.StatusOK {
+			page = e.consent(b, page, "allow")
+		}
+		page.redirected(t, app.Redirect, false)
+		e.authorize(b, oiAuthQuery(app, "code", "openid", "sso", "n", "prompt", "none")).redirected(t, app.Redirect, false)
+	}
+	signIn("pw")
+	resp := e.admin(http.MethodPost, "/admin/revoke", map[string]any{"tenant": "eneco", "username": "alice"})
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || out["ended_sessions"] != float64(1) {
+		t.Fatalf("revoke: %d %v", resp.StatusCode, out)
+	}
+	e.authorize(b, oiAuthQuery(app, "code", "openid", "r", "n", "prompt", "none")).wantError(t, app.Redirect, false, "login_required", "r")
+
+	signIn("pw")
+	e.admin(http.MethodPut, "/admin/users/eneco/alice", map[string]any{"name": "Alice"}).Body.Close() // claims only: still signed in
+	e.authorize(b, oiAuthQuery(app, "code", "openid", "c", "n", "prompt", "none")).redirected(t, app.Redirect, false)
+	resp = e.admin(http.MethodPut, "/admin/users/eneco/alice", map[string]any{"password": "new"})
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("new password: %d", resp.StatusCode)
+	}
+	e.authorize(b, oiAuthQuery(app, "code", "openid", "p", "n", "prompt", "none")).wantError(t, app.Redirect, false, "login_required", "p")
+}

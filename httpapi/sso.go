@@ -145,6 +145,24 @@ func (s *Server) setSSOCookie(w http.ResponseWriter, value string, maxAge time.D
 	})
 }
 
+// endUserSessions ends every sign-in session of the user, on every node:
+// after a revocation of the user's grants or a new password, a browser
+// that signed in before must not get new codes without the password.
+// It returns how many it ended.
+func (s *Server) endUserSessions(ctx context.Context, tenant, username string) (int, error) {
+	n := 0
+	for _, sid := range s.fsm.UserSessions(tenant, username) {
+		res, err := s.apply(ctx, &fsm.EndSession{SID: sid})
+		if err != nil {
+			return n, fmt.Errorf("end the user's sign-in sessions: %w", err)
+		}
+		if res.Outcome == fsm.OK {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // rememberConsent records that u approved scope for the client; a failure
 // costs only a consent page next time, so it is logged, not shown.
 func (s *Server) rememberConsent(ctx context.Context, u signedIn, clientID, scope string) {
