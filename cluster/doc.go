@@ -128,7 +128,10 @@
 //  4. The leader serves reads once its barrier is applied, while raft
 //     reports it as leader of that term, and only within leaderReadWindow
 //     (a fraction of officeWait) of the start of its last successful quorum
-//     check (raft.VerifyLeader, every verifyInterval). Everything
+//     check (every verifyInterval; confirm.go: every other voter is asked
+//     for its current term with a message sent after the check began, since
+//     raft.VerifyLeader counts an answer to a heartbeat sent before it,
+//     which a paused leader finds in its socket on resuming). Everything
 //     acknowledged is committed, hence in its log, hence applied after the
 //     barrier, so it needs no lease. The time limit is what covers a leader
 //     that is paused (SIGSTOP, a long GC or VM stall): raft steps a leader
@@ -138,7 +141,8 @@
 //     had not left this term, so a successor took office after the check
 //     began and acknowledges nothing for officeWait after that. The same
 //     limit gates lease grants, so a resumed old leader grants none. The
-//     linearizability test in cmd/tokend found the pause case; without a
+//     linearizability test in cmd/tokend found the pause case, and later
+//     the stale heartbeat answer; without a
 //     lease or a confirmed leadership, ReadReady returns an
 //     *UnavailableError.
 //

@@ -57,7 +57,9 @@ func (n *Node) verifyLoop(ctx context.Context, ls *leaderState) {
 	for {
 		start := n.sinceStart()
 		// Waited for only as long as this leadership lasts (see await).
-		err := await(ctx, n.raft.VerifyLeader())
+		// Not raft.VerifyLeader alone: it can be answered by a message
+		// sent before start (confirm.go).
+		err := n.confirmLeadership(ctx, ls.term)
 		if err != nil && err == ctx.Err() {
 			return
 		}

@@ -140,6 +140,8 @@ func (n *Node) handleRPC(op byte, payload []byte, peer net.Addr) (byte, []byte) 
 			return stBadRequest, []byte(err.Error())
 		}
 		return stOK, n.grantLease(req).encode()
+	case opConfirm: // confirm.go
+		return n.serveConfirm(payload)
 	case opLeaseFloor: // leaserpc.go
 		req, err := decodeLeaseRequestFloor(payload)
 		if err != nil {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
@@ -273,5 +274,28 @@ func TestSingleNodeReads(t *testing.T) {
 	}
 	if err := n.FinishRead(ctxT(t, 10*time.Second), fence, cfg.FSM.InFlight(fsm.HashOf(toks[9]))); err != nil {
 		t.Fatalf("read after restart: %v", err)
+	}
+}
+
+// TestConfirmAnswersTerm: opConfirm answers the peer's current term, which
+// the leader compares with its own (confirm.go); a malformed request is
+// refused, and a peer without the operation is recognised as one.
+func TestConfirmAnswersTerm(t *testing.T) {
+	nodes, _ := startCluster(t, 3, time.Minute)
+	leader, followers := leaderOf(t, nodes)
+	term := leader.raft.CurrentTerm()
+	st, b := followers[0].handleRPC(opConfirm, binary.AppendUvarint(nil, term), nil)
+	if got, k := binary.Uvarint(b); st != stOK || k <= 0 || got != followers[0].raft.CurrentTerm() {
+		t.Fatalf("opConfirm answered %d %x, want the term %d", st, b, followers[0].raft.CurrentTerm())
+	}
+	if st, _ := followers[0].handleRPC(opConfirm, nil, nil); st != stBadRequest {
+		t.Fatalf("empty opConfirm answered %d", st)
+	}
+	if err := leader.confirmLeadership(ctxT(t, 10*time.Second), term); err != nil {
+		t.Fatalf("leader of term %d not confirmed: %v", term, err)
+	}
+	// A leader of an older term is not confirmed by voters that moved on.
+	if err := leader.confirmLeadership(ctxT(t, 10*time.Second), term-1); !errors.Is(err, errNotConfirmed) {
+		t.Fatalf("an older term confirmed: %v", err)
 	}
 }
