@@ -42,6 +42,9 @@ type Node struct {
 	handOff  atomic.Pointer[http.Handler]
 
 	hadState bool
+	// raftUp is closed once openRaft has set raft: the internal port
+	// accepts calls before that, and serving them needs it (rpc.go).
+	raftUp chan struct{}
 
 	// applied is the highest log index whose effects are visible in the
 	// FSM (commands and configuration entries).
@@ -98,6 +101,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		reconcileCh:  make(chan struct{}, 1),
 		shutdownCh:   make(chan struct{}),
 		shutdownDone: make(chan struct{}),
+		raftUp:       make(chan struct{}),
 	}
 	// Created before Raft starts: the FSM goroutine observes them from
 	// the first replayed batch on; registered once the node is up.
@@ -207,6 +211,7 @@ func (n *Node) openRaft() error {
 		return err
 	}
 	n.raft = r
+	close(n.raftUp)
 	return nil
 }
 

@@ -87,6 +87,9 @@ func readFrame(r *bufio.Reader) (kind byte, payload []byte, err error) {
 // closes it, it idles out, or the node shuts down.
 func (n *Node) serveRPC(conn net.Conn) {
 	defer conn.Close()
+	if !n.awaitRaft() {
+		return
+	}
 	stop := context.AfterFunc(n.stopCtx, func() { conn.Close() })
 	defer stop()
 	r, w := bufio.NewReader(conn), bufio.NewWriter(conn)
@@ -109,6 +112,27 @@ func (n *Node) serveRPC(conn net.Conn) {
 			return
 		}
 	}
+}
+
+// awaitRaft waits until openRaft has set n.raft, which the calls use: the
+// internal port listens (and in the harness, peers dial) before that, so
+// a peer that connects while the node starts waits, and is dropped if the
+// start fails or takes longer than a handshake may.
+func (n *Node) awaitRaft() bool {
+	select {
+	case <-n.raftUp:
+		return true
+	default:
+	}
+	t := time.NewTimer(handshakeTimeout)
+	defer t.Stop()
+	select {
+	case <-n.raftUp:
+		return true
+	case <-n.stopCtx.Done():
+	case <-t.C:
+	}
+	return false
 }
 
 func (n *Node) handleRPC(op byte, payload []byte, peer net.Addr) (byte, []byte) {
