@@ -183,9 +183,9 @@ func (hn *hnode) stop() error {
 	n, srv, up := hn.node, hn.srv, hn.up
 	hn.up = false
 	if hn.resume != nil {
+		hn.h.nem.resume(hn.addr)
 		close(hn.resume)
 		hn.resume = nil
-		hn.h.nem.setPaused(hn.addr, false)
 	}
 	hn.mu.Unlock()
 	if !up {
@@ -212,16 +212,17 @@ func (hn *hnode) restart() error {
 	return hn.start(hn.h.gossipPeers(hn), 1)
 }
 
-// pause cuts every link of the node and holds its clients' requests until
-// resume: as a stopped process looks from outside. (Its own timers keep
+// pause holds the node's clients' requests until unpause and either cuts
+// every link of the node or (hold) holds its messages both ways until
+// then: as a stopped process looks from outside. (Its own timers keep
 // running, so a paused leader steps down on time; the pause of a whole
 // process is covered by cmd/tokend's linearizability test.)
-func (hn *hnode) pause() {
+func (hn *hnode) pause(hold bool) {
 	hn.mu.Lock()
 	defer hn.mu.Unlock()
 	if hn.resume == nil && hn.up {
 		hn.resume = make(chan struct{})
-		hn.h.nem.setPaused(hn.addr, true)
+		hn.h.nem.pause(hn.addr, hold)
 	}
 }
 
@@ -229,7 +230,7 @@ func (hn *hnode) unpause() {
 	hn.mu.Lock()
 	defer hn.mu.Unlock()
 	if hn.resume != nil {
-		hn.h.nem.setPaused(hn.addr, false)
+		hn.h.nem.resume(hn.addr)
 		close(hn.resume)
 		hn.resume = nil
 	}

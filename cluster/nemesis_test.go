@@ -25,13 +25,15 @@ import (
 // client's outcome unknown. Besides cut links the nemesis drops a fraction
 // of messages and delays each by a random time up to a bound; concurrent
 // messages then overtake each other (reordering; a single connection stays
-// in order, as TCP does). A paused node has every link cut and its clients'
-// requests held until it resumes (harness_test.go).
+// in order, as TCP does). A paused node's clients' requests wait until it
+// resumes (harness_test.go), and its messages either are lost (every link
+// cut) or wait too, in both directions, and arrive after it resumes, as
+// a stopped process's socket buffers would deliver them: late and stale.
 type nemesis struct {
 	mu       sync.Mutex
 	rng      *rand.Rand
 	cut      map[[2]string]bool // [from, to] addresses whose messages are lost
-	paused   map[string]bool
+	paused   map[string]*nemPause
 	dropP    float64       // fraction of messages lost on open links
 	delayMax time.Duration // each message waits up to this long
 
@@ -52,36 +54,65 @@ func newNemesis(seed uint64) *nemesis {
 	return &nemesis{
 		rng:     rand.New(rand.NewPCG(seed, 0x6e656d)),
 		cut:     map[[2]string]bool{},
-		paused:  map[string]bool{},
+		paused:  map[string]*nemPause{},
 		trans:   map[string]*raft.InmemTransport{},
 		servers: map[string]*nemServer{},
 	}
 }
 
+// nemPause is a paused node: hold says its messages wait for resumed
+// (else they are lost).
+type nemPause struct {
+	hold    bool
+	resumed chan struct{}
+}
+
 // fate decides one message from from to to: whether it arrives and after
-// how long.
-func (m *nemesis) fate(from, to string) (bool, time.Duration) {
+// how long, or (wait non-nil) that it must wait for a paused end to
+// resume and then be decided again.
+func (m *nemesis) fate(from, to string) (ok bool, d time.Duration, wait <-chan struct{}) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.cut[[2]string{from, to}] || m.paused[from] || m.paused[to] {
-		return false, 0
+	for _, p := range []*nemPause{m.paused[from], m.paused[to]} {
+		if p != nil && p.hold {
+			return false, 0, p.resumed
+		}
+		if p != nil {
+			return false, 0, nil
+		}
+	}
+	if m.cut[[2]string{from, to}] {
+		return false, 0, nil
 	}
 	if m.dropP > 0 && m.rng.Float64() < m.dropP {
-		return false, 0
+		return false, 0, nil
 	}
 	if m.delayMax > 0 {
-		return true, time.Duration(m.rng.Int64N(int64(m.delayMax)))
+		return true, time.Duration(m.rng.Int64N(int64(m.delayMax))), nil
 	}
-	return true, 0
+	return true, 0, nil
 }
 
 // send passes one message, sleeping its delay; false: it was lost.
-func (m *nemesis) send(from, to string) bool {
-	ok, d := m.fate(from, to)
-	if d > 0 {
-		time.Sleep(d)
+func (m *nemesis) send(from, to string) bool { return m.sendCtx(context.Background(), from, to) }
+
+// sendCtx is send for a sender that gives up when ctx ends (a dial).
+func (m *nemesis) sendCtx(ctx context.Context, from, to string) bool {
+	for {
+		ok, d, wait := m.fate(from, to)
+		if wait != nil {
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return false
+			}
+		}
+		if d > 0 {
+			time.Sleep(d)
+		}
+		return ok
 	}
-	return ok
 }
 
 // heal restores every link and ends drops and delays (not pauses).
@@ -102,10 +133,23 @@ func (m *nemesis) setCut(from, to string, cut bool) {
 	}
 }
 
-func (m *nemesis) setPaused(addr string, p bool) {
+// pause pauses addr (hold: its messages wait rather than being lost);
+// resume lets it and its held messages go.
+func (m *nemesis) pause(addr string, hold bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.paused[addr] = p
+	if m.paused[addr] == nil {
+		m.paused[addr] = &nemPause{hold: hold, resumed: make(chan struct{})}
+	}
+}
+
+func (m *nemesis) resume(addr string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p := m.paused[addr]; p != nil {
+		close(p.resumed)
+		delete(m.paused, addr)
+	}
 }
 
 func (m *nemesis) setLossy(dropP float64, delayMax time.Duration) {
@@ -144,7 +188,7 @@ func (m *nemesis) dialer(from string) func(ctx context.Context, addr string, kin
 		if kind != connRPC {
 			return nil, fmt.Errorf("nemesis: only RPC connections are dialled, not %q", kind)
 		}
-		if !m.send(from, to) {
+		if !m.sendCtx(ctx, from, to) {
 			return nil, fmt.Errorf("dial %s: %w", to, errNemesis)
 		}
 		m.mu.Lock()

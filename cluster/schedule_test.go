@@ -24,7 +24,7 @@ const (
 	fOneWay                  // messages from one node to another lost, not back
 	fIsolateLeader           // the leader cut off from everyone
 	fLossy                   // every link drops a fraction and delays (reorders) the rest
-	fPause                   // a node (the leader half the time) paused for the phase
+	fPause                   // a node (the leader half the time) paused for the phase, its messages lost or held
 	fRestart                 // a node (the leader half the time) shut down and restarted on its data dir
 	fSnapRestart             // a node snapshots (compacting its log), then restarts from that
 	fReplace                 // a follower leaves the configuration; a new empty node joins in its place
@@ -44,6 +44,7 @@ type phase struct {
 	delayMax time.Duration
 	dur      time.Duration
 	healThen bool // heal the network after the phase (else faults pile up)
+	hold     bool // fPause: messages wait for the resume (else they are lost)
 }
 
 type schedule struct {
@@ -86,6 +87,8 @@ func newPhase(r *rand.Rand, size int) phase {
 	case fLossy:
 		p.dropP = 0.05 + 0.25*r.Float64()
 		p.delayMax = time.Duration(1+r.IntN(30)) * time.Millisecond
+	case fPause:
+		p.nodes, p.hold = perm[:1], r.IntN(2) == 0
 	default:
 		p.nodes = perm[:1]
 	}
@@ -109,6 +112,9 @@ func (p phase) String() string {
 		}
 		s += fmt.Sprintf(" (from %s to slot %d)", from, p.nodes[1])
 	case fPause, fRestart, fSnapRestart:
+		if p.hold {
+			s += " holding its messages"
+		}
 		if p.leader {
 			s += " (the leader)"
 		} else {
@@ -183,7 +189,7 @@ func (h *harness) runPhase(ctx context.Context, p phase) error {
 		h.nem.setLossy(p.dropP, p.delayMax)
 	case fPause:
 		hn := slots[h.target(p)]
-		hn.pause()
+		hn.pause(p.hold)
 		defer hn.unpause()
 	case fRestart:
 		err = slots[h.target(p)].restart()
