@@ -79,8 +79,8 @@ func TestBackupRoundTrip(t *testing.T) {
 	if b.Header != testHeader(b.Header.BodyBytes) {
 		t.Errorf("header = %+v", b.Header)
 	}
-	if b.ImageVersion != 3 || b.ImageIndex != f.AppliedIndex() {
-		t.Errorf("image version %d index %d, want 3 and %d", b.ImageVersion, b.ImageIndex, f.AppliedIndex())
+	if b.ImageVersion != 4 || b.ImageIndex != f.AppliedIndex() {
+		t.Errorf("image version %d index %d, want 4 (the fsm snapshot format with OpenID state) and %d", b.ImageVersion, b.ImageIndex, f.AppliedIndex())
 	}
 	if sum := sha256.Sum256(file[:len(file)-sha256.Size]); b.Checksum != sum || !bytes.Equal(file[len(file)-sha256.Size:], sum[:]) {
 		t.Error("the trailer is not the SHA-256 of everything before it")
