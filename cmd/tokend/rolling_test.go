@@ -14,7 +14,7 @@ import (
 // commit CI landed before this one's wire or state-machine changes. When a
 // release changes what nodes say to each other, the release after it moves
 // this forward, so every release is tested against the one before it.
-const previousRelease = "485f2a7eaf34076ffebe2a70cf0e03b7b9ff7a26"
+const previousRelease = "90773fbf8c8190d1183fa850aa916626b8a27630"
 
 // buildRelease builds cmd/tokend as it was at commit rev from this
 // repository's history (git archive, so the work tree is untouched) and
