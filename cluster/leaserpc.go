@@ -37,52 +37,69 @@ type leaseResponse struct {
 // stays, unchanged, for followers of the previous release.
 const opLeaseFloor byte = 8
 
-// The floor encodings: the request is applied, term, want and the id;
-// the answer is opLease's with the floor as a uvarint after the lease
-// length.
-func (r leaseRequest) encodeFloor() []byte {
-	b := binary.AppendUvarint(nil, r.Applied)
+// Both lease operations share one layout; opLeaseFloor adds a uvarint to
+// each direction: the request's Want after Term, the answer's Floor after
+// the lease length. withFloor selects the layout.
+
+func (r leaseRequest) encode() []byte      { return r.appendTo(nil, false) }
+func (r leaseRequest) encodeFloor() []byte { return r.appendTo(nil, true) }
+
+func (r leaseRequest) appendTo(b []byte, withFloor bool) []byte {
+	b = binary.AppendUvarint(b, r.Applied)
 	b = binary.AppendUvarint(b, r.Term)
-	b = binary.AppendUvarint(b, r.Want)
+	if withFloor {
+		b = binary.AppendUvarint(b, r.Want)
+	}
 	return append(b, r.ID...)
 }
 
-func decodeLeaseRequestFloor(b []byte) (leaseRequest, error) {
+func decodeLeaseRequest(b []byte) (leaseRequest, error)      { return decodeLeaseRequestAs(b, false) }
+func decodeLeaseRequestFloor(b []byte) (leaseRequest, error) { return decodeLeaseRequestAs(b, true) }
+
+func decodeLeaseRequestAs(b []byte, withFloor bool) (leaseRequest, error) {
 	var r leaseRequest
 	bad := errors.New("bad lease request")
-	var n int
-	if r.Applied, n = binary.Uvarint(b); n <= 0 {
-		return r, bad
+	fields := []*uint64{&r.Applied, &r.Term}
+	if withFloor {
+		fields = append(fields, &r.Want)
 	}
-	b = b[n:]
-	if r.Term, n = binary.Uvarint(b); n <= 0 {
-		return r, bad
+	for _, f := range fields {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return r, bad
+		}
+		*f, b = v, b[n:]
 	}
-	b = b[n:]
-	if r.Want, n = binary.Uvarint(b); n <= 0 {
-		return r, bad
-	}
-	r.ID = string(b[n:])
+	r.ID = string(b)
 	if r.ID == "" {
 		return r, errors.New("lease request without a node id")
 	}
 	return r, nil
 }
 
-func (r leaseResponse) encodeFloor() []byte {
-	b := []byte{0}
+func (r leaseResponse) encode() []byte      { return r.appendTo(nil, false) }
+func (r leaseResponse) encodeFloor() []byte { return r.appendTo(nil, true) }
+
+func (r leaseResponse) appendTo(b []byte, withFloor bool) []byte {
+	granted := byte(0)
 	if r.Granted {
-		b[0] = 1
+		granted = 1
 	}
+	b = append(b, granted)
 	b = binary.AppendUvarint(b, r.Term)
 	b = binary.AppendUvarint(b, uint64(max(r.LeaseMS, 0)))
-	b = binary.AppendUvarint(b, r.Floor)
+	if withFloor {
+		b = binary.AppendUvarint(b, r.Floor)
+	}
 	b = binary.AppendUvarint(b, uint64(len(r.Leader)))
 	b = append(b, r.Leader...)
 	return append(b, r.Reason...)
 }
 
-func decodeLeaseResponseFloor(b []byte) (leaseResponse, error) {
+func decodeLeaseResponse(b []byte) (leaseResponse, error)      { return decodeLeaseResponseAs(b, false) }
+func decodeLeaseResponseFloor(b []byte) (leaseResponse, error) { return decodeLeaseResponseAs(b, true) }
+
+func decodeLeaseResponseAs(b []byte, withFloor bool) (leaseResponse, error) {
 	var r leaseResponse
 	bad := errors.New("bad lease response")
 	if len(b) < 1 || b[0] > 1 {
@@ -99,73 +116,12 @@ func decodeLeaseResponseFloor(b []byte) (leaseResponse, error) {
 		return r, bad
 	}
 	r.LeaseMS, b = int64(ms), b[n:]
-	if r.Floor, n = binary.Uvarint(b); n <= 0 {
-		return r, bad
+	if withFloor {
+		if r.Floor, n = binary.Uvarint(b); n <= 0 {
+			return r, bad
+		}
+		b = b[n:]
 	}
-	b = b[n:]
-	l, n := binary.Uvarint(b)
-	if n <= 0 || l > uint64(len(b)-n) {
-		return r, bad
-	}
-	b = b[n:]
-	r.Leader, r.Reason = string(b[:l]), string(b[l:])
-	return r, nil
-}
-
-func (r leaseRequest) encode() []byte {
-	b := binary.AppendUvarint(nil, r.Applied)
-	b = binary.AppendUvarint(b, r.Term)
-	return append(b, r.ID...)
-}
-
-func decodeLeaseRequest(b []byte) (leaseRequest, error) {
-	var r leaseRequest
-	var n int
-	if r.Applied, n = binary.Uvarint(b); n <= 0 {
-		return r, errors.New("bad lease request")
-	}
-	b = b[n:]
-	if r.Term, n = binary.Uvarint(b); n <= 0 {
-		return r, errors.New("bad lease request")
-	}
-	r.ID = string(b[n:])
-	if r.ID == "" {
-		return r, errors.New("lease request without a node id")
-	}
-	return r, nil
-}
-
-func (r leaseResponse) encode() []byte {
-	var b []byte
-	if r.Granted {
-		b = append(b, 1)
-	} else {
-		b = append(b, 0)
-	}
-	b = binary.AppendUvarint(b, r.Term)
-	b = binary.AppendUvarint(b, uint64(max(r.LeaseMS, 0)))
-	b = binary.AppendUvarint(b, uint64(len(r.Leader)))
-	b = append(b, r.Leader...)
-	return append(b, r.Reason...)
-}
-
-func decodeLeaseResponse(b []byte) (leaseResponse, error) {
-	var r leaseResponse
-	bad := errors.New("bad lease response")
-	if len(b) < 1 || b[0] > 1 {
-		return r, bad
-	}
-	r.Granted, b = b[0] == 1, b[1:]
-	var n int
-	if r.Term, n = binary.Uvarint(b); n <= 0 {
-		return r, bad
-	}
-	b = b[n:]
-	ms, n := binary.Uvarint(b)
-	if n <= 0 || ms > uint64(time.Hour.Milliseconds()) {
-		return r, bad
-	}
-	r.LeaseMS, b = int64(ms), b[n:]
 	l, n := binary.Uvarint(b)
 	if n <= 0 || l > uint64(len(b)-n) {
 		return r, bad
