@@ -37,16 +37,10 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	if s.unreadyPage(w, r) {
 		return
 	}
-	var params url.Values
-	if r.Method == http.MethodPost {
-		f, err := readForm(w, r)
-		if err != nil {
-			s.errorPage(w, r, http.StatusBadRequest, "Invalid request", describe(err))
-			return
-		}
-		params = url.Values(f)
-	} else {
-		params = r.URL.Query()
+	params, err := queryOrForm(w, r)
+	if err != nil {
+		s.errorPage(w, r, http.StatusBadRequest, "Invalid request", describe(err))
+		return
 	}
 	prefix := strings.TrimSuffix(r.URL.Path, "/authorize")
 

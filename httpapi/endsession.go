@@ -44,14 +44,10 @@ func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
 	if s.unreadyPage(w, r) {
 		return
 	}
-	params := r.URL.Query()
-	if r.Method == http.MethodPost {
-		f, err := readForm(w, r)
-		if err != nil {
-			s.errorPage(w, r, http.StatusBadRequest, "Invalid sign-out request", describe(err))
-			return
-		}
-		params = url.Values(f)
+	params, err := queryOrForm(w, r)
+	if err != nil {
+		s.errorPage(w, r, http.StatusBadRequest, "Invalid sign-out request", describe(err))
+		return
 	}
 	c, problem := s.logoutClient(params)
 	if problem != "" {

@@ -152,6 +152,17 @@ func parseBody(r *http.Request) error {
 
 // readForm is parseForm without the length limits, for the authorization
 // endpoint, which reports them itself (to the client once it is known).
+// queryOrForm returns a request's parameters: the query of a GET, the form
+// body of a POST. /authorize and /end_session take both (OpenID Connect
+// Core §3.1.2.1, RP-Initiated Logout §2).
+func queryOrForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	if r.Method != http.MethodPost {
+		return r.URL.Query(), nil
+	}
+	f, err := readForm(w, r)
+	return url.Values(f), err
+}
+
 func readForm(w http.ResponseWriter, r *http.Request) (form, error) {
 	if ct := r.Header.Get("Content-Type"); ct != formType {
 		mt, _, err := mime.ParseMediaType(ct)
