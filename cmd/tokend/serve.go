@@ -378,20 +378,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_ = shutdown(s.srv, s.adminSrv, node, false, log)
 		return err
 	}
-	attrs := []any{"node_id", c.nodeID, "http", s.baseURL}
-	if s.adminURL != "" {
-		attrs = append(attrs, "admin", s.adminURL)
-	}
-	if validateLn != nil {
-		attrs = append(attrs, "validate", scheme+"://"+validateLn.Addr().String())
-	}
-	if len(key) > 0 {
-		attrs = append(attrs, "internal", c.raftAddr, "gossip", c.gossipAddr)
-	} else {
-		// Nothing listens there: Raft runs in memory (cluster/doc.go).
-		attrs = append(attrs, "internal", "none (single node without a cluster key)")
-	}
-	log.Info("tokend serving", append(attrs, "data_dir", c.dataDir, "version", version)...)
+	c.logServing(log, s, validateLn, scheme, len(key) > 0)
 
 	if c.dev {
 		if err := c.seedDemo(ctx, node, s.baseURL, cmp.Or(s.adminURL, s.baseURL), stdout); err != nil {
@@ -615,4 +602,22 @@ func shutdown(srv, adminSrv *http.Server, node *cluster.Node, leave bool, log *s
 		return fmt.Errorf("http shutdown: %w", httpErr)
 	}
 	return nil
+}
+
+// logServing says once where this node serves what.
+func (c *serveConfig) logServing(log *slog.Logger, s *httpServers, validateLn net.Listener, scheme string, internal bool) {
+	attrs := []any{"node_id", c.nodeID, "http", s.baseURL}
+	if s.adminURL != "" {
+		attrs = append(attrs, "admin", s.adminURL)
+	}
+	if validateLn != nil {
+		attrs = append(attrs, "validate", scheme+"://"+validateLn.Addr().String())
+	}
+	if internal {
+		attrs = append(attrs, "internal", c.raftAddr, "gossip", c.gossipAddr)
+	} else {
+		// Nothing listens there: Raft runs in memory (cluster/doc.go).
+		attrs = append(attrs, "internal", "none (single node without a cluster key)")
+	}
+	log.Info("tokend serving", append(attrs, "data_dir", c.dataDir, "version", version)...)
 }
