@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -19,6 +18,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/tokend/tokend/fsm"
+	"github.com/tokend/tokend/internal/syncbuf"
 )
 
 // Running schedules: TestNemesis runs -nemesis.schedules of them (50 in
@@ -141,7 +141,7 @@ func runSchedules(ctx context.Context, t *testing.T, first uint64, count, parall
 func runSchedule(ctx context.Context, seed uint64, size int, plant bool, base string) (res scheduleResult) {
 	s := newSchedule(seed, size)
 	res = scheduleResult{seed: seed, size: s.size}
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	dir, err := os.MkdirTemp(base, fmt.Sprintf("seed%d-", seed))
 	if err != nil {
@@ -153,7 +153,7 @@ func runSchedule(ctx context.Context, seed uint64, size int, plant bool, base st
 	defer func() {
 		// A planted bug's violation is expected: nothing worth keeping.
 		if (res.violation && !plant || res.err != nil) && ctx.Err() == nil {
-			res.artifacts = saveArtifacts(seed, logs.Bytes(), vis)
+			res.artifacts = saveArtifacts(seed, []byte(logs.String()), vis)
 		}
 	}()
 	log.Info("nemesis: schedule", "seed", seed, "size", s.size, "phases", fmt.Sprint(s.phases))
@@ -340,22 +340,4 @@ func saveArtifacts(seed uint64, log []byte, vis *porcupine.LinearizationInfo) st
 		return fmt.Sprintf("%s (incomplete: %v)", dir, err)
 	}
 	return dir
-}
-
-// lockedBuffer is a bytes.Buffer for a logger shared by goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]byte(nil), l.b.Bytes()...)
 }
